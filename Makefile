@@ -1,0 +1,59 @@
+# mlbase: every set-up step lives here so that a fresh clone needs only `make synth` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := .make
+
+.PHONY: synth test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram clean help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP)/venv: requirements.txt requirements-dev.txt
+	@mkdir -p $(STAMP)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(STAMP)/npm: package.json package-lock.json
+	@mkdir -p $(STAMP)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: $(STAMP)/venv $(STAMP)/npm ## install Python and npm dependencies
+
+synth: deps ## synthesize every stack of every account into cdk.out/
+	@rm -rf cdk.out
+	npx cdk synth --quiet --output cdk.out
+	$(PY) -m tools.synth_summary cdk.out
+
+lint: $(STAMP)/venv ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)/venv ## mypy on the typed packages
+	$(VENV)/bin/mypy
+
+unit: deps ## pytest (synth, cdk-nag, cfn-lint, snapshots, runtime tests)
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit ## the whole gate
+
+snapshot-update: deps ## rewrite the template snapshots after a reviewed change
+	$(VENV)/bin/pytest -q tests/infra --snapshot-update
+
+demo: deps ## run the photo pipeline locally against moto on 127.0.0.1
+	$(PY) -m tools.demo
+
+bench: $(STAMP)/venv ## worker throughput benchmark (decode, model, end to end)
+	$(PY) -m worker.bench
+
+simulate: $(STAMP)/venv ## scaling simulator on the built-in traffic profiles
+	$(PY) -m tools.scaling_sim $(ARGS)
+
+clean: ## remove build outputs (keeps .venv and node_modules)
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

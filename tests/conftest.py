@@ -1,0 +1,100 @@
+"""Shared test doubles: moto in server mode on loopback (real HTTP through boto3) and a local Slack server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+REGION = "ap-northeast-1"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server per test session on 127.0.0.1 with an OS-chosen port; yields its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point every boto3 client at the moto server with fake credentials, and reset its state after the test."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield moto_server
+    # moto exposes a reset endpoint; a clean slate per test keeps tests independent.
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)  # noqa: S310
+
+
+def client(service: str, endpoint: str) -> Any:
+    """A boto3 client bound to the moto server."""
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class SlackServer:
+    """A local HTTP server that records every request and answers with a queue of scripted responses."""
+
+    url: str
+    requests: list[RecordedRequest] = field(default_factory=list)
+    # (status, body) pairs served in order; when empty, answers 200 with Slack's `{"ok": true}`.
+    responses: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+def slack_server() -> Iterator[SlackServer]:
+    state = SlackServer(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            state.requests.append(RecordedRequest(self.command, self.path, dict(self.headers.items()), body))
+            status, payload = state.responses.pop(0) if state.responses else (200, b'{"ok": true}')
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_POST = _answer  # noqa: N815
+        do_GET = _answer  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
