@@ -1,0 +1,35 @@
+"""boto3 clients that can be pointed at a local AWS double (moto) through one setting."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+
+ENDPOINT_ENV_VARS = ("MLBASE_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+
+
+def endpoint_url() -> str | None:
+    """The endpoint override, if any: `MLBASE_ENDPOINT_URL` first, then the SDK-standard `AWS_ENDPOINT_URL`."""
+    for name in ENDPOINT_ENV_VARS:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def client(service: str) -> Any:
+    """A boto3 client for `service`, honouring the endpoint override and the Lambda region.
+
+    Clients are cached per (service, endpoint, region) because creating one costs tens of milliseconds, which
+    matters on every warm invocation; the key includes the endpoint so tests that switch it get a fresh client.
+    """
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return _cached_client(service, endpoint_url(), region)
+
+
+@lru_cache(maxsize=32)
+def _cached_client(service: str, endpoint: str | None, region: str | None) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name=region)  # type: ignore[call-overload]
