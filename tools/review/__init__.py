@@ -1,0 +1,1 @@
+"""Offline change report for synthesized CloudFormation templates (``python -m tools.review``)."""
