@@ -1,0 +1,1 @@
+"""AWS Config custom rule: security groups open to the whole internet."""
