@@ -1,0 +1,5 @@
+flavour               = "workstation"
+ami_version           = "driver550-cuda12.4-v1"
+nvidia_driver_version = "550.163.01"
+cuda_version          = "12.4"
+cudnn_version         = "9.1.1.17"

@@ -1,0 +1,5 @@
+flavour               = "workstation"
+ami_version           = "driver570-cuda12.8-v1"
+nvidia_driver_version = "570.172.08"
+cuda_version          = "12.8"
+cudnn_version         = "9.8.0.87"
