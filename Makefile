@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+# Node 20 is past its end of life for jsii; the warning banner would drown the synth output.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
 VENV := .venv

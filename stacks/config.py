@@ -1,0 +1,433 @@
+"""Typed configuration: `config/platform.yaml` and `config/workers/*.yaml`, validated once into frozen models.
+
+Every error is reported as one line naming the file, the dotted field path, the bad value and what is allowed, e.g.
+`config/platform.yaml: network.research.cidr: '10.20.0.0/16' overlaps network.production.cidr ('10.20.0.0/16'); ...`.
+`python -m stacks.config [PATH]` checks a file from the command line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config" / "platform.yaml"
+
+# Regions mlbase knows; AZ names must be the region name plus one letter.
+KNOWN_REGIONS = frozenset(
+    {
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
+        "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1",
+        "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2",
+        "ap-south-1", "ap-east-1", "me-south-1", "af-south-1",
+    }
+)  # fmt: skip
+
+
+class ConfigError(Exception):
+    """A configuration problem, rendered as one line: file, dotted path, bad value, what is allowed."""
+
+    def __init__(self, file: Path | str, path: str, value: Any, allowed: str) -> None:
+        self.file, self.path, self.value, self.allowed = str(file), path, value, allowed
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{_display(self.file)}: {where}{self.value!r}: {self.allowed}"
+
+
+def _display(file: str) -> str:
+    try:
+        return str(Path(file).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return file
+
+
+# --- field validators -------------------------------------------------------------------------------------------
+
+
+def _account_id(value: str) -> str:
+    if not re.fullmatch(r"\d{12}", value):
+        raise ValueError("must be a 12-digit AWS account ID, quoted as a string")
+    return value
+
+
+def _region(value: str) -> str:
+    if value not in KNOWN_REGIONS:
+        raise ValueError(f"must be an AWS region name, one of: {', '.join(sorted(KNOWN_REGIONS))}")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"must be an IPv4 CIDR block with no host bits set, like 10.0.0.0/16 ({err})") from None
+    if net.version != 4 or not net.is_private:
+        raise ValueError("must be a private IPv4 range (10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)")
+    if not 16 <= net.prefixlen <= 24:
+        raise ValueError("must have a prefix length between /16 and /24 (VPC limits, room for subnets)")
+    return value
+
+
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", value):
+        raise ValueError("must be an e-mail address like team@example.com")
+    return value
+
+
+def _percentage(value: int) -> int:
+    if not 1 <= value <= 1000:
+        raise ValueError("must be a percentage between 1 and 1000")
+    return value
+
+
+def _role_name(value: str) -> str:
+    if not re.fullmatch(r"[\w+=,.@-]{1,64}", value):
+        raise ValueError("must be an IAM role name: 1-64 letters, digits or +=,.@_-")
+    return value
+
+
+AccountId = Annotated[str, AfterValidator(_account_id)]
+Region = Annotated[str, AfterValidator(_region)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Email = Annotated[str, AfterValidator(_email)]
+Percentage = Annotated[int, AfterValidator(_percentage)]
+RoleName = Annotated[str, AfterValidator(_role_name)]
+
+
+class Model(BaseModel):
+    """Base for every config model: immutable, strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+# --- platform.yaml ----------------------------------------------------------------------------------------------
+
+
+class Account(Model):
+    account_id: AccountId
+    region: Region
+    availability_zones: tuple[str, ...] = Field(min_length=2, max_length=4)
+
+
+class Accounts(Model):
+    production: Account
+    research: Account
+
+
+class Audit(Model):
+    object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
+    object_lock_days: int = Field(default=365, ge=1, le=36500)
+    transition_days: int = Field(default=90, ge=30, le=3650)
+    expiration_days: int = Field(default=2555, ge=1, le=36500)
+    trail_log_retention_days: Literal[
+        1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+    ] = 365
+    break_glass_role_name: RoleName = "MlbaseBreakGlass"
+
+
+class Vpc(Model):
+    cidr: Cidr
+
+
+class Network(Model):
+    management: Vpc
+    production: Vpc
+    research: Vpc
+    nat_gateways: int = Field(default=1, ge=0, le=4)
+
+    def vpcs(self) -> dict[str, Vpc]:
+        return {"management": self.management, "production": self.production, "research": self.research}
+
+
+class Notifications(Model):
+    emails: tuple[Email, ...] = ()
+
+
+class Budget(Model):
+    monthly_usd: float = Field(gt=0, le=10_000_000)
+    actual_percentages: tuple[Percentage, ...] = (50, 80, 100)
+    forecast_percentages: tuple[Percentage, ...] = (100,)
+
+
+class Budgets(Model):
+    production: Budget
+    research: Budget
+
+
+class PlatformConfig(Model):
+    """The whole of `config/platform.yaml`."""
+
+    project: str = Field(default="mlbase", pattern=r"^[a-z][a-z0-9-]{1,20}$")
+    accounts: Accounts
+    allowed_regions: tuple[Region, ...] = Field(min_length=1)
+    audit: Audit = Audit()
+    network: Network
+    notifications: Notifications = Notifications()
+    budgets: Budgets
+
+
+# --- config/workers/*.yaml --------------------------------------------------------------------------------------
+
+
+def _instance_type(value: str) -> str:
+    if not re.fullmatch(r"(g|p)[0-9][a-z0-9-]*\.[0-9]*(x?large|metal)[a-z0-9-]*", value):
+        raise ValueError("must be a GPU instance type of the g or p families, like g5.xlarge")
+    return value
+
+
+def _ssm_parameter(value: str) -> str:
+    if not re.fullmatch(r"/[A-Za-z0-9_.\-/]+", value):
+        raise ValueError("must be an SSM parameter name starting with /")
+    return value
+
+
+InstanceType = Annotated[str, AfterValidator(_instance_type)]
+SsmParameter = Annotated[str, AfterValidator(_ssm_parameter)]
+
+
+class Capacity(Model):
+    """How GPU hosts are bought: instance types in order of preference and the on-demand/spot mix."""
+
+    instance_types: tuple[InstanceType, ...] = Field(min_length=1)
+    on_demand_base: int = Field(default=0, ge=0, le=100)
+    on_demand_percentage_above_base: int = Field(default=100, ge=0, le=100)
+    ami_ssm_parameter: SsmParameter
+    root_volume_gib: int = Field(default=100, ge=30, le=2000)
+
+
+class QueueSettings(Model):
+    visibility_timeout_seconds: int = Field(default=900, ge=30, le=43200)
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
+    retention_days: int = Field(default=4, ge=1, le=14)
+    dead_letter_retention_days: int = Field(default=14, ge=1, le=14)
+
+
+class Scaling(Model):
+    """Inputs of the SLA-driven scaling policy (see cdk_constructs/sla_scaling.py for the formula)."""
+
+    min_tasks: int = Field(default=0, ge=0, le=1000)
+    max_tasks: int = Field(default=10, ge=1, le=1000)
+    scale_in_idle_minutes: int = Field(default=15, ge=1, le=1440)
+    # Measured per task with `python -m worker.bench` on the target instance type.
+    images_per_second_per_task: float = Field(gt=0, le=100_000)
+
+
+class Simulation(Model):
+    """Delays the scaling simulator models; the defaults are typical published figures, override with measurements."""
+
+    metric_period_seconds: int = Field(default=60, ge=60, le=300)
+    metric_delay_seconds: int = Field(default=120, ge=0, le=900)
+    instance_launch_seconds: int = Field(default=240, ge=0, le=3600)
+    image_pull_seconds: int = Field(default=90, ge=0, le=3600)
+    task_start_seconds: int = Field(default=30, ge=0, le=3600)
+    gpu_hourly_usd: float = Field(default=1.006, gt=0, le=1000)
+
+
+class WorkerConfig(Model):
+    """One queue worker (`config/workers/<name>.yaml`): the single source of its settings."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")
+    image_dir: str = Field(pattern=r"^[A-Za-z0-9_./-]+$")
+    cuda: str = Field(pattern=r"^\d+\.\d+$")
+    gpu_count: int = Field(default=1, ge=1, le=8)
+    cpu: int = Field(ge=256, le=196608)
+    memory_mib: int = Field(ge=512, le=2_000_000)
+    capacity: Capacity
+    queue: QueueSettings = QueueSettings()
+    sla_minutes: int = Field(ge=5, le=1440)
+    scaling: Scaling
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    stop_timeout_seconds: int = Field(default=120, ge=30, le=120)
+    model_uri: str = Field(pattern=r"^(s3://[a-z0-9.-]+/.+|/[^\s]+)$")
+    result_ttl_days: int = Field(default=30, ge=1, le=3650)
+    max_upload_mib: int = Field(default=20, ge=1, le=200)
+    upload_retention_days: int = Field(default=30, ge=1, le=3650)
+    environment: dict[str, str] = Field(default_factory=dict)
+    simulation: Simulation = Simulation()
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Everything synth needs: the platform config and the worker definitions, with where they came from."""
+
+    config: PlatformConfig
+    source: Path
+    workers: tuple[WorkerConfig, ...] = ()
+
+
+# --- loading ----------------------------------------------------------------------------------------------------
+
+
+def load_platform(path: Path | str | None = None) -> Platform:
+    """Read, validate and cross-check a platform config and the worker files in `workers/` beside it.
+
+    Raises ConfigError with one line on the first problem.
+    """
+    file = Path(path) if path else DEFAULT_CONFIG
+    raw = _read_yaml(file)
+    config = _validate(PlatformConfig, raw, file)
+    _cross_check(config, file)
+    workers = tuple(load_worker(p) for p in sorted((file.parent / "workers").glob("*.yaml")))
+    names = [w.name for w in workers]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(file.parent / "workers", "name", name, "each worker file needs a unique name")
+    return Platform(config=config, source=file, workers=workers)
+
+
+def load_worker(path: Path | str) -> WorkerConfig:
+    """Read and validate one worker definition (`config/workers/<name>.yaml`)."""
+    file = Path(path)
+    worker = _validate(WorkerConfig, _read_yaml(file), file)
+    if worker.scaling.min_tasks > worker.scaling.max_tasks:
+        raise ConfigError(
+            file, "scaling.min_tasks", worker.scaling.min_tasks, f"must not exceed scaling.max_tasks ({worker.scaling.max_tasks})"
+        )
+    if worker.queue.dead_letter_retention_days < worker.queue.retention_days:
+        raise ConfigError(
+            file,
+            "queue.dead_letter_retention_days",
+            worker.queue.dead_letter_retention_days,
+            f"must be at least queue.retention_days ({worker.queue.retention_days}) so failed photos outlive the queue",
+        )
+    if not (REPO_ROOT / worker.image_dir / "Dockerfile").is_file():
+        raise ConfigError(file, "image_dir", worker.image_dir, "must be a directory with a Dockerfile, relative to the repository")
+    return worker
+
+
+def _read_yaml(file: Path) -> Any:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(file, "", str(file), f"cannot be read ({err.strerror}); set MLBASE_CONFIG to a file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "document"
+        raise ConfigError(file, where, getattr(err, "problem", str(err)), "is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(file, "", data, "must be a YAML mapping at the top level")
+    return data
+
+
+def _validate(model: type[M], raw: Any, file: Path) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        loc = tuple(first["loc"])
+        path = dotted(loc)
+        if first["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            raise ConfigError(file, path, loc[-1], f"unknown key; allowed here: {', '.join(allowed)}") from None
+        if first["type"] == "missing":
+            raise ConfigError(file, path, None, "is required") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(file, path, first.get("input"), message) from None
+
+
+def dotted(loc: Sequence[int | str]) -> str:
+    """('network', 'vpcs', 0, 'cidr') -> 'network.vpcs[0].cidr'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    return sorted(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel class inside an annotation such as `Budget`, `tuple[Person, ...]` or `dict[str, Worker]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _cross_check(config: PlatformConfig, file: Path) -> None:
+    for name, account in (("production", config.accounts.production), ("research", config.accounts.research)):
+        for i, zone in enumerate(account.availability_zones):
+            if not re.fullmatch(rf"{re.escape(account.region)}[a-z]", zone):
+                raise ConfigError(
+                    file,
+                    f"accounts.{name}.availability_zones[{i}]",
+                    zone,
+                    f"must be an availability zone of {account.region} (like {account.region}a)",
+                )
+        if len(set(account.availability_zones)) != len(account.availability_zones):
+            raise ConfigError(
+                file, f"accounts.{name}.availability_zones", list(account.availability_zones), "must not repeat a zone"
+            )
+        if account.region not in config.allowed_regions:
+            raise ConfigError(
+                file, "allowed_regions", list(config.allowed_regions), f"must include the {name} region {account.region}"
+            )
+    if config.accounts.production.account_id == config.accounts.research.account_id:
+        raise ConfigError(
+            file, "accounts.research.account_id", config.accounts.research.account_id, "must differ from production's"
+        )
+    _check_disjoint([(f"network.{name}.cidr", vpc.cidr) for name, vpc in config.network.vpcs().items()], file)
+    if config.audit.expiration_days <= config.audit.object_lock_days:
+        raise ConfigError(
+            file,
+            "audit.expiration_days",
+            config.audit.expiration_days,
+            f"must be longer than audit.object_lock_days ({config.audit.object_lock_days}): locked logs cannot expire",
+        )
+    if config.audit.transition_days >= config.audit.expiration_days:
+        raise ConfigError(
+            file, "audit.transition_days", config.audit.transition_days, "must be shorter than audit.expiration_days"
+        )
+
+
+def _check_disjoint(cidrs: Iterable[tuple[str, str]], file: Path) -> None:
+    seen: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    for path, cidr in cidrs:
+        net = ipaddress.ip_network(cidr)
+        for other_path, other in seen:
+            if net.overlaps(other):
+                raise ConfigError(
+                    file, path, cidr, f"overlaps {other_path} ({other}); VPCs that peer need disjoint CIDR blocks"
+                )
+        seen.append((path, net))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        platform = load_platform(args[0] if args else None)
+    except ConfigError as err:
+        print(f"config error: {err.line()}", file=sys.stderr)
+        return 2
+    print(f"{_display(str(platform.source))}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

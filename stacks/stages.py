@@ -1,0 +1,52 @@
+"""The two stages, one per account, and the app that holds them with the security gates attached."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Environment, Stage, Validations
+from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
+from constructs import Construct
+
+from stacks.audit import ProductionAuditStack, ResearchAuditStack
+from stacks.config import Platform
+
+
+class ProductionStage(Stage):
+    """The production (payer) account: audit archive, identity, guardrails, network, photo service."""
+
+    def __init__(self, scope: Construct, id_: str, *, platform: Platform) -> None:
+        account = platform.config.accounts.production
+        super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
+        cfg = platform.config
+        self.audit = ProductionAuditStack(self, "Audit", cfg=cfg)
+
+
+class ResearchStage(Stage):
+    """The R&D account: access roles, audit delivery, guardrails, network, researchers' workbench."""
+
+    def __init__(self, scope: Construct, id_: str, *, platform: Platform) -> None:
+        account = platform.config.accounts.research
+        super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
+        cfg = platform.config
+        self.audit = ResearchAuditStack(self, "Audit", cfg=cfg)
+
+
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
+
+def feature_flags() -> dict[str, Any]:
+    """The feature flags from cdk.json, so that tests synthesizing in-process get the same templates as the CLI."""
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text(encoding="utf-8"))["context"]
+    return context
+
+
+def build_app(platform: Platform, *, outdir: str | None = None) -> App:
+    """Build the whole app for a loaded config: both stages, cdk-nag packs attached to the app."""
+    app = App(outdir=outdir, analytics_reporting=False, context=feature_flags())
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app))
+    ProductionStage(app, "Production", platform=platform)
+    ResearchStage(app, "Research", platform=platform)
+    return app
