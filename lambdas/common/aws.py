@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 ENDPOINT_ENV_VARS = ("MLBASE_ENDPOINT_URL", "AWS_ENDPOINT_URL")
 
@@ -30,6 +31,14 @@ def client(service: str) -> Any:
     return _cached_client(service, endpoint_url(), region)
 
 
+# Pre-signed S3 requests must be SigV4 (boto3 still defaults pre-signed POSTs to the deprecated SigV2) and name
+# the regional virtual-hosted endpoint: the global one answers buckets outside us-east-1 with a redirect, which a
+# browser or phone will not follow with a POST body.
+_SERVICE_CONFIG = {"s3": Config(signature_version="s3v4", s3={"addressing_style": "virtual"})}
+
+
 @lru_cache(maxsize=32)
 def _cached_client(service: str, endpoint: str | None, region: str | None) -> Any:
-    return boto3.client(service, endpoint_url=endpoint, region_name=region)  # type: ignore[call-overload]
+    return boto3.client(  # type: ignore[call-overload]
+        service, endpoint_url=endpoint, region_name=region, config=_SERVICE_CONFIG.get(service)
+    )

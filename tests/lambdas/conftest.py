@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -32,3 +34,57 @@ def _fresh_caches() -> Iterator[None]:
     aws._cached_client.cache_clear()
     yield
     slack.load_target.cache_clear()
+
+
+def http_event(
+    *,
+    method: str = "POST",
+    path: str = "/uploads",
+    body: str | None = None,
+    jwt_sub: str | None = None,
+    iam: bool = False,
+    headers: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API event, payload format 2.0, with a JWT or IAM authorizer block as AWS sends them."""
+    authorizer: dict[str, Any] = {}
+    if jwt_sub is not None:
+        authorizer["jwt"] = {"claims": {"sub": jwt_sub, "iss": "https://issuer.example"}, "scopes": None}
+    if iam:
+        authorizer["iam"] = {
+            "accessKey": "ASIAEXAMPLE",
+            "accountId": "123456789012",
+            "callerId": "AROAEXAMPLE:backend",
+            "principalOrgId": None,
+            "userArn": "arn:aws:sts::123456789012:assumed-role/app-backend/backend",
+            "userId": "AROAEXAMPLE:backend",
+        }
+    if base64_body and body is not None:
+        body = base64.b64encode(body.encode()).decode()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api-id",
+            "domainName": "api-id.execute-api.ap-northeast-1.amazonaws.com",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1"},
+            "requestId": "request-id",
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": "27/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1795773600000,
+        },
+        "isBase64Encoded": base64_body,
+    }
+    if authorizer:
+        event["requestContext"]["authorizer"] = authorizer
+    if body is not None:
+        event["body"] = body
+    if path_parameters is not None:
+        event["pathParameters"] = path_parameters
+    return event

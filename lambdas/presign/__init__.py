@@ -1,0 +1,1 @@
+"""Upload API: pre-signed POST for photo uploads."""
