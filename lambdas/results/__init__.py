@@ -1,0 +1,1 @@
+"""Results API: classification results, readable only by the uploader."""
