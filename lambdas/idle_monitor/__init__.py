@@ -1,0 +1,1 @@
+"""Idle monitor: warns owners in Slack about idle GPU instances and, when enabled, stops them."""
