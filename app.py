@@ -26,8 +26,11 @@ def main() -> int:
         # cdk-nag already printed each finding with the ID to acknowledge; say what failed without a traceback.
         if "ValidationFailed" not in str(err):
             raise
-        print("synth stopped: security checks found unacknowledged findings (listed above); fix them, or acknowledge"
-              " one on the narrowest construct with a reason", file=sys.stderr)
+        print(
+            "synth stopped: security checks found unacknowledged findings (listed above); fix them, or acknowledge"
+            " one on the narrowest construct with a reason",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

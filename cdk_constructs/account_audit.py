@@ -1,4 +1,4 @@
-"""One account's audit sources: a CloudTrail trail and an AWS Config recorder, both delivering to the central archive."""
+"""One account's audit sources: a CloudTrail trail and an AWS Config recorder, delivering to the central archive."""
 
 from __future__ import annotations
 

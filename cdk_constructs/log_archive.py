@@ -265,4 +265,3 @@ class LogArchive(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": list(accounts)}},
             )
         )
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_config as config
-
 from constructs import Construct
 
 from cdk_constructs.account_audit import AccountAudit

@@ -293,7 +293,10 @@ def load_worker(path: Path | str) -> WorkerConfig:
     worker = _validate(WorkerConfig, _read_yaml(file), file)
     if worker.scaling.min_tasks > worker.scaling.max_tasks:
         raise ConfigError(
-            file, "scaling.min_tasks", worker.scaling.min_tasks, f"must not exceed scaling.max_tasks ({worker.scaling.max_tasks})"
+            file,
+            "scaling.min_tasks",
+            worker.scaling.min_tasks,
+            f"must not exceed scaling.max_tasks ({worker.scaling.max_tasks})",
         )
     if worker.queue.dead_letter_retention_days < worker.queue.retention_days:
         raise ConfigError(
@@ -303,7 +306,9 @@ def load_worker(path: Path | str) -> WorkerConfig:
             f"must be at least queue.retention_days ({worker.queue.retention_days}) so failed photos outlive the queue",
         )
     if not (REPO_ROOT / worker.image_dir / "Dockerfile").is_file():
-        raise ConfigError(file, "image_dir", worker.image_dir, "must be a directory with a Dockerfile, relative to the repository")
+        raise ConfigError(
+            file, "image_dir", worker.image_dir, "must be a directory with a Dockerfile, relative to the repository"
+        )
     return worker
 
 
@@ -311,7 +316,9 @@ def _read_yaml(file: Path) -> Any:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(file, "", str(file), f"cannot be read ({err.strerror}); set MLBASE_CONFIG to a file") from None
+        raise ConfigError(
+            file, "", str(file), f"cannot be read ({err.strerror}); set MLBASE_CONFIG to a file"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -352,7 +359,9 @@ def _allowed_keys(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]
     for part in loc:
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
         if field is None:
             return []
         current = _model_in(field.annotation)
@@ -386,7 +395,10 @@ def _cross_check(config: PlatformConfig, file: Path) -> None:
             )
         if account.region not in config.allowed_regions:
             raise ConfigError(
-                file, "allowed_regions", list(config.allowed_regions), f"must include the {name} region {account.region}"
+                file,
+                "allowed_regions",
+                list(config.allowed_regions),
+                f"must include the {name} region {account.region}",
             )
     if config.accounts.production.account_id == config.accounts.research.account_id:
         raise ConfigError(

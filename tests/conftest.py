@@ -40,7 +40,7 @@ def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # moto exposes a reset endpoint; a clean slate per test keeps tests independent.
     import urllib.request
 
-    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)  # noqa: S310
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
 
 
 def client(service: str, endpoint: str) -> Any:
@@ -88,7 +88,7 @@ def slack_server() -> Iterator[SlackServer]:
         do_POST = _answer  # noqa: N815
         do_GET = _answer  # noqa: N815
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
