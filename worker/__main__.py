@@ -1,0 +1,158 @@
+"""Command line of the worker image and of local use.
+
+python -m worker [run]                              the queue worker (settings from MLBASE_* variables)
+python -m worker classify --weights DIR FILE...     classify local files, one JSON object per line
+python -m worker train DATA_DIR --out DIR           fine-tune on DATA_DIR/food/ and DATA_DIR/other/
+python -m worker train --demo OUT_DIR               train the demo model on generated photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def make_client(service: str, endpoint_url: str | None, region: str | None, pool: int = 10) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=pool, connect_timeout=5)
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, config=config)  # type: ignore[call-overload]
+
+
+def run(max_idle_polls: int | None = None) -> int:
+    from worker.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+
+    from worker.model import ModelError, load_classifier, resolve_device
+    from worker.observability import Metrics, configure_logging
+    from worker.pipeline import Pipeline
+    from worker.protection import ScaleInProtection
+    from worker.results import ResultStore
+    from worker.runner import Worker
+
+    configure_logging(settings.worker_name, settings.log_level)
+    pool = settings.download_concurrency + 4
+    s3 = make_client("s3", settings.endpoint_url, settings.region, pool)
+    try:
+        classifier = load_classifier(settings.model_uri, resolve_device(settings.device), s3)
+    except ModelError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 1
+    pipeline = Pipeline(
+        classifier,
+        decode_workers=settings.decode_workers,
+        max_pixels=settings.max_pixels,
+        batch_size=settings.batch_size,
+        batch_timeout_s=settings.batch_timeout_ms / 1000,
+    )
+    pipeline.warm_up()
+    store = ResultStore(
+        make_client("dynamodb", settings.endpoint_url, settings.region, 20),
+        settings.results_table,
+        make_client("sns", settings.endpoint_url, settings.region, 20) if settings.results_topic_arn else None,
+        settings.results_topic_arn,
+        settings.result_ttl_days,
+    )
+    worker = Worker(
+        settings,
+        pipeline,
+        sqs=make_client("sqs", settings.endpoint_url, settings.region),
+        s3=s3,
+        store=store,
+        metrics=Metrics(settings.metrics_namespace, settings.worker_name),
+        protection=ScaleInProtection(settings.ecs_agent_uri, settings.protection_minutes),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
+    code: int = worker.run(max_idle_polls=max_idle_polls)
+    return code
+
+
+def classify(weights: str, files: Sequence[str], max_pixels: int, device: str) -> int:
+    from worker import decode
+    from worker.model import ModelError, load_local, resolve_device
+
+    try:
+        classifier = load_local(weights, resolve_device(device))
+    except ModelError as exc:
+        print(f"worker classify: no usable model: {exc} (train one with `python -m worker train --demo DIR`)")
+        return 1
+    for name in files:
+        path = Path(name)
+        record: dict[str, object]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            record = {"file": name, "label": None, "score": None, "error": "unreadable_file", "detail": exc.strerror}
+        else:
+            decoded = decode.decode(data, classifier.input_size, max_pixels)
+            record = {"file": name, "label": None, "score": None, "error": decoded.error}
+            if decoded.pixels is not None:
+                prediction = classifier.predict(decoded.pixels[None])[0]
+                record.update(label=prediction.label, score=prediction.score)
+        record["model_version"] = classifier.version
+        print(json.dumps(record), flush=True)
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from worker.train import train_demo, train_folder
+
+    if args.demo:
+        result = train_demo(args.demo, samples=args.samples, epochs=args.epochs or 6)
+    else:
+        if not args.data_dir or not args.out:
+            print("worker train: give DATA_DIR and --out DIR, or --demo OUT_DIR")
+            return 2
+        result = train_folder(args.data_dir, args.out, epochs=args.epochs or 10, init_weights=args.weights)
+    print(
+        json.dumps(
+            {
+                "out_dir": str(result.out_dir),
+                "model_version": result.metadata.version,
+                "train_accuracy": round(result.train_accuracy, 4),
+                "heldout_accuracy": round(result.heldout_accuracy, 4),
+                "seconds": round(result.seconds, 1),
+            }
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the queue worker (default)")
+    p_classify = sub.add_parser("classify", help="classify local image files")
+    p_classify.add_argument("--weights", required=True, help="model directory (metadata.json + weights)")
+    p_classify.add_argument("--max-pixels", type=int, default=40_000_000)
+    p_classify.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    p_classify.add_argument("files", nargs="+")
+    p_train = sub.add_parser("train", help="train or fine-tune the classifier")
+    p_train.add_argument("data_dir", nargs="?", help="folder with food/ and other/ subfolders")
+    p_train.add_argument("--out", help="where to write the model")
+    p_train.add_argument("--demo", metavar="OUT_DIR", help="train the demo model on generated photos")
+    p_train.add_argument("--weights", help="start from this model directory")
+    p_train.add_argument("--epochs", type=int)
+    p_train.add_argument("--samples", type=int, default=1600, help="generated photos for --demo")
+    args = parser.parse_args(argv)
+    if args.command == "classify":
+        return classify(args.weights, args.files, args.max_pixels, args.device)
+    if args.command == "train":
+        return train(args)
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Photo decoding for the model: bytes in, a fixed-size RGB uint8 array or a short machine-readable error out.
+
+Runs in the decode process pool, so it imports neither torch nor boto3. Decoding, not the model, bounds the
+worker's throughput, so JPEGs are decoded with DCT-domain downscaling (`Image.draft`): a 4032x3024 photo is decoded
+straight to about 504x378, several times faster than a full decode followed by a resize.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Error codes written to results; stable strings that the app and dashboards key on.
+EMPTY_OBJECT = "empty_object"
+NOT_AN_IMAGE = "not_an_image"
+TRUNCATED_IMAGE = "truncated_image"
+CORRUPT_IMAGE = "corrupt_image"
+TOO_MANY_PIXELS = "too_many_pixels"
+MULTI_FRAME_IMAGE = "multi_frame_image"
+UNSUPPORTED_FORMAT = "unsupported_format"
+HEIC_UNSUPPORTED = "heic_unsupported"
+
+# ISO-BMFF brands of HEIF/AVIF files (iPhone photos), recognised so the error says why, not just "not an image".
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+_WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Outcome of decoding one photo: `pixels` (size x size x 3 uint8) or `error`, plus what it cost."""
+
+    pixels: np.ndarray | None
+    error: str | None
+    decode_ms: float
+    source_size: tuple[int, int] | None = None
+    detail: str = field(default="", compare=False)
+
+
+def init_pool_process(max_pixels: int) -> None:
+    """Initializer for decode processes: the parent owns shutdown, and the pixel limit is a process global."""
+    # A SIGTERM to the process group must not kill decoders mid-batch; the parent shuts the pool down itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def is_heif(data: bytes) -> bool:
+    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+def decode(data: bytes, size: int, max_pixels: int, *, draft: bool = True) -> Decoded:
+    """Decode `data` to a `size` x `size` RGB array (shorter side scaled to `size`, centre crop); never raises."""
+    start = time.perf_counter()
+    try:
+        pixels, source_size = _decode(data, size, max_pixels, draft)
+        return Decoded(pixels, None, (time.perf_counter() - start) * 1000, source_size)
+    except _DecodeError as exc:
+        return Decoded(None, exc.code, (time.perf_counter() - start) * 1000, None, exc.detail)
+    except Exception as exc:  # a decoder bug must cost one photo, never the worker
+        return Decoded(None, CORRUPT_IMAGE, (time.perf_counter() - start) * 1000, None, f"{type(exc).__name__}: {exc}")
+
+
+class _DecodeError(Exception):
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+
+
+def _decode(data: bytes, size: int, max_pixels: int, draft: bool) -> tuple[np.ndarray, tuple[int, int]]:
+    if not data:
+        raise _DecodeError(EMPTY_OBJECT)
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; any bomb is an error here.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            image: Image.Image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise _DecodeError(TOO_MANY_PIXELS, str(exc)) from None
+        except UnidentifiedImageError:
+            raise _DecodeError(HEIC_UNSUPPORTED if is_heif(data) else NOT_AN_IMAGE) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise _DecodeError(CORRUPT_IMAGE, str(exc)) from None
+        with image:
+            source_size = image.size
+            if image.width * image.height > max_pixels:
+                raise _DecodeError(TOO_MANY_PIXELS, f"{image.width}x{image.height}")
+            # Phone JPEGs are often MPO (the photo plus a depth map or preview): classify the primary picture.
+            # Any other multi-frame file (animated GIF/WebP/PNG, multi-page TIFF) is rejected rather than guessed at.
+            frames = int(getattr(image, "n_frames", 1))
+            if frames > 1 and image.format != "MPO":
+                raise _DecodeError(MULTI_FRAME_IMAGE, f"{image.format} with {frames} frames")
+            if draft and image.format in ("JPEG", "MPO"):
+                # Scale by 1/2, 1/4 or 1/8 in the DCT domain while keeping both sides >= size.
+                image.draft("RGB", (size, size))
+            try:
+                image.load()
+                image = _upright(image)
+                rgb = _to_rgb(image)
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+                raise _DecodeError(TOO_MANY_PIXELS, str(exc)) from None
+            except OSError as exc:
+                message = str(exc)
+                truncated = "truncated" in message or "broken data stream" in message or "premature end" in message
+                raise _DecodeError(TRUNCATED_IMAGE if truncated else CORRUPT_IMAGE, message) from None
+            except (SyntaxError, ValueError, EOFError) as exc:
+                raise _DecodeError(CORRUPT_IMAGE, str(exc)) from None
+    return _resize_crop(rgb, size), source_size
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation (phones store portrait photos sideways); a broken EXIF block is ignored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: alpha over white, 16-bit and float scaled rather than clipped, CMYK converted."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        gray = np.clip(array * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if mode in ("RGB", "L", "P", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+        return image.convert("RGB")
+    if mode.startswith(("I;16", "BGR")):
+        return image.convert("RGB")
+    raise _DecodeError(UNSUPPORTED_FORMAT, f"image mode {mode}")
+
+
+def _resize_crop(image: Image.Image, size: int) -> np.ndarray:
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    # reducing_gap lets Pillow shrink by an integer factor first (fast box filter), then resample the rest.
+    resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    cropped = resized.crop((left, top, left + size, top + size))
+    return np.asarray(cropped, dtype=np.uint8)

@@ -1,0 +1,151 @@
+"""Decode pool, batcher and model: the part of the worker that does not know about SQS or S3.
+
+Decoding bounds throughput (see the README), so it runs in a process pool sized to the cores, and the model
+consumes whatever is decoded in batches closed by size or by a timeout, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from worker import decode
+from worker.model import Classifier, Prediction
+
+
+@dataclass
+class Item:
+    """One photo moving through the pipeline; `ref` is the caller's handle (an SQS job, a file name)."""
+
+    ref: Any
+    download_ms: float | None = None
+    decoded: decode.Decoded | None = None
+    error: str | None = None  # permanent, machine-readable: becomes the result's `error`
+    failure: BaseException | None = None  # transient: the message is retried
+    prediction: Prediction | None = None
+    infer_ms: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        decode_workers: int,
+        max_pixels: int,
+        batch_size: int,
+        batch_timeout_s: float,
+        draft: bool = True,
+    ) -> None:
+        self.classifier = classifier
+        self.decode_workers = decode_workers
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.draft = draft
+        self.ready: queue.Queue[Item] = queue.Queue()
+        self._pool_lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver: children never inherit torch's thread pools or CUDA state from the parent.
+        return ProcessPoolExecutor(
+            max_workers=self.decode_workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=decode.init_pool_process,
+            initargs=(self.max_pixels,),
+        )
+
+    def warm_up(self) -> None:
+        """Start every decode process now rather than on the first photo."""
+        futures = [self._pool.submit(decode.is_heif, b"") for _ in range(self.decode_workers)]
+        for future in futures:
+            future.result()
+
+    def submit(self, item: Item, data: bytes) -> None:
+        """Decode `data` in the pool; the item lands on `ready` when done (or failed)."""
+        with self._pool_lock:
+            pool = self._pool
+        try:
+            future = pool.submit(decode.decode, data, self.classifier.input_size, self.max_pixels, draft=self.draft)
+        except (BrokenProcessPool, RuntimeError) as exc:
+            self._replace_pool(pool)
+            item.failure = exc
+            self.ready.put(item)
+            return
+        future.add_done_callback(lambda f: self._decoded(item, f, pool))
+
+    def _decoded(self, item: Item, future: Future[decode.Decoded], pool: ProcessPoolExecutor) -> None:
+        try:
+            item.decoded = future.result()
+            item.error = item.decoded.error
+        except BaseException as exc:
+            # A decoder process died (a crafted file can segfault a codec): retry the photo, replace the pool.
+            item.failure = exc
+            if isinstance(exc, BrokenProcessPool):
+                self._replace_pool(pool)
+        self.ready.put(item)
+
+    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
+        with self._pool_lock:
+            if self._pool is broken:
+                self._pool = self._new_pool()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def put(self, item: Item) -> None:
+        """An item that needs no decoding (a download error) joins the next batch so its outcome is reported."""
+        self.ready.put(item)
+
+    def next_batch(self, should_stop: Callable[[], bool], poll_s: float = 0.05) -> list[Item] | None:
+        """Up to `batch_size` decoded items (plus any errors), closed by the batch timeout; None once stopped."""
+        first: Item | None = None
+        while first is None:
+            try:
+                first = self.ready.get(timeout=poll_s)
+            except queue.Empty:
+                if should_stop():
+                    return None
+        batch = [first]
+        images = int(first.decoded is not None and first.decoded.pixels is not None)
+        deadline = time.monotonic() + self.batch_timeout_s
+        while images < self.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self.ready.get(timeout=remaining) if remaining > 0 else self.ready.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(item)
+            images += int(item.decoded is not None and item.decoded.pixels is not None)
+        return batch
+
+    def infer(self, batch: list[Item]) -> None:
+        """Classify the decoded items of `batch` in place; a model failure marks them for retry."""
+        todo = [i for i in batch if i.decoded is not None and i.decoded.pixels is not None and i.failure is None]
+        if not todo:
+            return
+        start = time.perf_counter()
+        try:
+            pixels = [i.decoded.pixels for i in todo if i.decoded is not None and i.decoded.pixels is not None]
+            predictions = self.classifier.predict(np.stack(pixels))
+        except Exception as exc:
+            for item in todo:
+                item.failure = exc
+            return
+        elapsed = (time.perf_counter() - start) * 1000
+        for item, prediction in zip(todo, predictions, strict=True):
+            item.prediction = prediction
+            item.infer_ms = elapsed
+
+    def close(self) -> None:
+        with self._pool_lock:
+            self._pool.shutdown(wait=True, cancel_futures=True)
