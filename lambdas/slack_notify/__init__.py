@@ -1,0 +1,1 @@
+"""SNS to Slack notifier."""

@@ -1,0 +1,199 @@
+"""Turn one SNS record into one readable Slack message: what happened, in which account, to which resource, and
+a console link. One formatter per source; anything unrecognised is still delivered, as plain text.
+
+Sources recognised, in this order:
+- idle monitor: JSON with ``"source": "mlbase.idle_monitor"``; its ``text``/``blocks`` (and ``channel``) pass
+  through untouched.
+- AWS Config compliance change: the EventBridge event ``"detail-type": "Config Rules Compliance Change"``
+  delivered through SNS, optionally enriched with ``changedBy`` (top level or in ``detail``).
+- CloudWatch alarm state change: SNS JSON with ``AlarmName`` and ``NewStateValue``.
+- AWS Budgets: the plain-text notification (subject ``AWS Budgets: ...`` or a body starting
+  ``AWS Budget Notification``).
+- anything else: the subject and the message as sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+IDLE_MONITOR_SOURCE = "mlbase.idle_monitor"
+CONFIG_DETAIL_TYPE = "Config Rules Compliance Change"
+_ARN_ACCOUNT = re.compile(r"^arn:[^:]+:[^:]+:([^:]*):(\d{12}):")
+_COMPLIANCE_ICON = {"NON_COMPLIANT": ":red_circle:", "COMPLIANT": ":large_green_circle:"}
+_ALARM_ICON = {"ALARM": ":rotating_light:", "OK": ":white_check_mark:", "INSUFFICIENT_DATA": ":grey_question:"}
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What to post: `text` is always set (notification and fallback); `blocks` only when they add something."""
+
+    source: str
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    channel: str | None = None
+
+
+def format_record(record: Mapping[str, Any]) -> SlackMessage:
+    """Format one ``Records[]`` entry of an SNS-triggered Lambda event."""
+    sns = record.get("Sns") or {}
+    subject = str(sns.get("Subject") or "")
+    message = str(sns.get("Message") or "")
+    topic_arn = str(sns.get("TopicArn") or "")
+    try:
+        payload = json.loads(message)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        if payload.get("source") == IDLE_MONITOR_SOURCE:
+            return idle_monitor_message(payload)
+        if payload.get("detail-type") == CONFIG_DETAIL_TYPE:
+            return config_compliance_message(payload)
+        if "AlarmName" in payload and "NewStateValue" in payload:
+            return alarm_message(payload)
+    if subject.startswith("AWS Budgets:") or message.lstrip().startswith("AWS Budget Notification"):
+        return budget_message(subject, message)
+    return plain_message(subject, message, topic_arn)
+
+
+def idle_monitor_message(payload: Mapping[str, Any]) -> SlackMessage:
+    blocks = payload.get("blocks")
+    channel = payload.get("channel")
+    return SlackMessage(
+        source="idle_monitor",
+        text=str(payload.get("text") or "Idle monitor report"),
+        blocks=list(blocks) if isinstance(blocks, list) else [],
+        channel=channel if isinstance(channel, str) and channel else None,
+    )
+
+
+def config_compliance_message(event: Mapping[str, Any]) -> SlackMessage:
+    detail = event.get("detail") or {}
+    new = detail.get("newEvaluationResult") or {}
+    old = detail.get("oldEvaluationResult") or {}
+    qualifier = (new.get("evaluationResultIdentifier") or {}).get("evaluationResultQualifier") or {}
+    rule = str(detail.get("configRuleName") or qualifier.get("configRuleName") or "?")
+    resource_id = str(detail.get("resourceId") or qualifier.get("resourceId") or "?")
+    resource_type = str(detail.get("resourceType") or qualifier.get("resourceType") or "?")
+    account = str(detail.get("awsAccountId") or event.get("account") or "?")
+    region = str(detail.get("awsRegion") or event.get("region") or "")
+    compliance = str(new.get("complianceType") or "UNKNOWN")
+    previous = old.get("complianceType")
+    changed_by = event.get("changedBy") or detail.get("changedBy")
+    annotation = new.get("annotation")
+
+    icon = _COMPLIANCE_ICON.get(compliance, ":white_circle:")
+    was = f" (was {previous})" if previous else ""
+    headline = f"{icon} {resource_type} {resource_id} is {compliance} with Config rule {rule}{was}"
+    lines = [f"Account {account}{' ' + region if region else ''}"]
+    if annotation:
+        lines.append(f"Finding: {annotation}")
+    if changed_by:
+        lines.append(f"Changed by: {changed_by}")
+    links = [("resource", resource_console_url(resource_type, resource_id, region))]
+    links.append(("rule", _console(region, "config", f"/rules/details?configRuleName={_q(rule)}")))
+    return _message("config_compliance", headline, lines, links)
+
+
+def alarm_message(alarm: Mapping[str, Any]) -> SlackMessage:
+    name = str(alarm.get("AlarmName"))
+    state = str(alarm.get("NewStateValue"))
+    previous = alarm.get("OldStateValue")
+    arn = str(alarm.get("AlarmArn") or "")
+    region, arn_account = _arn_region_account(arn)
+    account = str(alarm.get("AWSAccountId") or arn_account or "?")
+    where = str(alarm.get("Region") or region)
+
+    was = f" (was {previous})" if previous else ""
+    headline = f"{_ALARM_ICON.get(state, ':bell:')} CloudWatch alarm {name} is {state}{was}"
+    lines = [f"Account {account} {where}".rstrip()]
+    if alarm.get("AlarmDescription"):
+        lines.append(str(alarm["AlarmDescription"]))
+    if alarm.get("NewStateReason"):
+        lines.append(f"Reason: {alarm['NewStateReason']}")
+    trigger = alarm.get("Trigger") or {}
+    if trigger.get("MetricName"):
+        dimensions = ", ".join(f"{d.get('name')}={d.get('value')}" for d in trigger.get("Dimensions") or [])
+        lines.append(
+            f"Metric: {trigger.get('Namespace')} {trigger['MetricName']}" + (f" ({dimensions})" if dimensions else "")
+        )
+    links = [("alarm", _console(region, "cloudwatch", f"alarmsV2:alarm/{_q(name)}"))] if region else []
+    return _message("cloudwatch_alarm", headline, lines, links)
+
+
+_BUDGET_FIELDS = ("Budget Name", "Budget Type", "Budgeted Amount", "Alert Type", "Alert Threshold")
+
+
+def budget_message(subject: str, message: str) -> SlackMessage:
+    """AWS Budgets sends plain text; pick out the fields people act on and keep the full text when parsing fails."""
+    fields = dict(re.findall(r"^\s*([A-Za-z ]+?):\s*(.+?)\s*$", message, flags=re.MULTILINE))
+    account_match = re.search(r"AWS Account (\d{12})", message)
+    account = account_match.group(1) if account_match else "?"
+    name = fields.get("Budget Name")
+    if not name:
+        text = f":money_with_wings: {subject or 'AWS Budgets notification'}\n{message.strip()}"
+        return SlackMessage(source="budget", text=text)
+    alert_type = fields.get("Alert Type", "")
+    amount = fields.get(f"{alert_type} Amount") if alert_type else None
+    headline = f":money_with_wings: Budget {name}: {alert_type.lower() or 'spend'} {amount or '?'} crossed the alert"
+    headline += f" threshold {fields.get('Alert Threshold', '?')} (budget {fields.get('Budgeted Amount', '?')})"
+    lines = [f"Account {account}"]
+    if subject:
+        lines.append(subject)
+    link = f"https://console.aws.amazon.com/costmanagement/home#/budgets/details?name={_q(name)}"
+    return _message("budget", headline, lines, [("budget", link)])
+
+
+def plain_message(subject: str, message: str, topic_arn: str) -> SlackMessage:
+    """Unknown events: delivered as they came, with the topic so readers know where to look."""
+    topic = topic_arn.rsplit(":", 1)[-1] if topic_arn else "unknown topic"
+    _, account = _arn_region_account(topic_arn)
+    origin = f"[{topic}{' in ' + account if account else ''}]"
+    head = f"{origin} {subject}".strip()
+    return SlackMessage(source="plain", text=f"{head}\n{message}" if message else head)
+
+
+def resource_console_url(resource_type: str, resource_id: str, region: str) -> str:
+    """The best console page for a resource: EC2 pages for groups and instances, else Config's resource view."""
+    if resource_type == "AWS::EC2::SecurityGroup":
+        return _console(region, "ec2", f"SecurityGroup:groupId={_q(resource_id)}")
+    if resource_type == "AWS::EC2::Instance":
+        return _console(region, "ec2", f"InstanceDetails:instanceId={_q(resource_id)}")
+    query = f"resourceId={_q(resource_id)}&resourceType={_q(resource_type)}"
+    return _console(region, "config", f"/resources/details?{query}")
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters; everything from AWS is data, never markup or mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _message(source: str, headline: str, lines: list[str], links: list[tuple[str, str]]) -> SlackMessage:
+    link_text = " | ".join(f"<{url}|{label}>" for label, url in links)
+    body = "\n".join(escape(line) for line in lines)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(headline)}*\n{body}"}},
+    ]
+    if link_text:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Console: {link_text}"}]})
+    fallback = "\n".join([headline, *lines, *(url for _, url in links)])
+    return SlackMessage(source=source, text=fallback, blocks=blocks)
+
+
+def _console(region: str, service: str, fragment: str) -> str:
+    host = f"{region}.console.aws.amazon.com" if region else "console.aws.amazon.com"
+    query = f"?region={region}" if region else ""
+    return f"https://{host}/{service}/home{query}#{fragment}"
+
+
+def _arn_region_account(arn: str) -> tuple[str, str]:
+    match = _ARN_ACCOUNT.match(arn)
+    return (match.group(1), match.group(2)) if match else ("", "")
+
+
+def _q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
