@@ -59,3 +59,7 @@ simulate: $(STAMP)/venv ## scaling simulator on the built-in traffic profiles
 
 clean: ## remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+review: deps ## report what the synthesized templates change against the snapshots (or BASE=<rev>)
+	$(PY) -m tools.review $(if $(BASE),--base $(BASE),) $(ARGS)
+diagram: deps ## draw the platform from the cloud assembly into docs/architecture.{png,svg}
+	$(PY) -m tools.diagram cdk.out docs/architecture
