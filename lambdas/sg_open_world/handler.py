@@ -60,8 +60,9 @@ SETTINGS = Settings.from_env(os.environ)
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     invoking = json.loads(event["invokingEvent"])
+    # Validated first (scenario 10), so bad parameters fail the invocation before any API call.
+    parse_rule_parameters(event.get("ruleParameters"))
     raw_params = json.loads(event.get("ruleParameters") or "{}")
-    parse_rule_parameters(raw_params)  # fail fast on bad parameters, before any API call
     message_type = invoking.get("messageType")
     logger.info("invoked", extra={"message_type": message_type, "rule": event.get("configRuleName")})
 

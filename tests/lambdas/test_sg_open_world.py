@@ -501,3 +501,13 @@ def test_oversized_deletion_needs_no_fetch(sent_evaluations: list[dict[str, Any]
 def test_unknown_message_type_is_an_error(aws: str, lambda_context: FakeContext) -> None:
     with pytest.raises(ValueError, match="unexpected messageType 'Surprise'"):
         rule.handler(config_event({"messageType": "Surprise"}), lambda_context)
+
+
+def test_rule_parameters_that_are_not_json_fail_before_any_call(
+    sent_evaluations: list[dict[str, Any]], lambda_context: FakeContext
+) -> None:
+    event = change_event(item())
+    event["ruleParameters"] = "sensitivePorts=22"
+    with pytest.raises(InvalidParametersError, match="ruleParameters is not JSON"):
+        rule.handler(event, lambda_context)
+    assert sent_evaluations == []
