@@ -98,6 +98,13 @@ def _role_name(value: str) -> str:
     return value
 
 
+def _instance_type(value: str) -> str:
+    if not re.fullmatch(r"(g|p)[0-9][a-z0-9-]*\.[0-9]*(x?large|metal)[a-z0-9-]*", value):
+        raise ValueError("must be a GPU instance type of the g or p families, like g5.xlarge")
+    return value
+
+
+InstanceType = Annotated[str, AfterValidator(_instance_type)]
 AccountId = Annotated[str, AfterValidator(_account_id)]
 Region = Annotated[str, AfterValidator(_region)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
@@ -141,11 +148,57 @@ class Vpc(Model):
     cidr: Cidr
 
 
+def _vpc_id(value: str) -> str:
+    if not re.fullmatch(r"vpc-[0-9a-f]{8}([0-9a-f]{9})?", value):
+        raise ValueError("must be a VPC ID like vpc-0123456789abcdef0 (from the Research-Network stack's outputs)")
+    return value
+
+
+def _admitted_cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"must be a CIDR block with no host bits set ({err})") from None
+    if net.prefixlen == 0:
+        raise ValueError("must not be open to the whole internet (0.0.0.0/0 or ::/0); name your office or VPN range")
+    return value
+
+
+VpcId = Annotated[str, AfterValidator(_vpc_id)]
+AdmittedCidr = Annotated[str, AfterValidator(_admitted_cidr)]
+
+
+class FlowLogs(Model):
+    destination: Literal["cloudwatch", "s3"] = "cloudwatch"
+    retention_days: int = Field(default=90, ge=1, le=3653)
+
+
+class Bastion(Model):
+    """The way in: an SSM Session Manager host by default; an SSH bastion only for the CIDRs named here."""
+
+    instance_type: str = Field(default="t3.micro", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    ssh_allowed_cidrs: tuple[AdmittedCidr, ...] = ()
+
+
+class Peering(Model):
+    """Management <-> production and management <-> research peering."""
+
+    # Ports the management VPC may reach on production and research hosts (SSH over SSM port forwarding, Jupyter...).
+    admitted_ports: tuple[int, ...] = (22, 443, 8888)
+    # Filled in after `cdk deploy 'Research/Network'`: the R&D VPC's ID from that stack's outputs. Until then the
+    # cross-account peering is not created (see README, deploy order).
+    research_vpc_id: VpcId | None = None
+    accepter_role_name: RoleName = "MlbasePeeringAccepter"
+
+
 class Network(Model):
     management: Vpc
     production: Vpc
     research: Vpc
     nat_gateways: int = Field(default=1, ge=0, le=4)
+    flow_logs: FlowLogs = FlowLogs()
+    bastion: Bastion = Bastion()
+    peering: Peering = Peering()
 
     def vpcs(self) -> dict[str, Vpc]:
         return {"management": self.management, "production": self.production, "research": self.research}
@@ -166,6 +219,80 @@ class Budgets(Model):
     research: Budget
 
 
+def _slack_id(value: str) -> str:
+    if not re.fullmatch(r"[UW][A-Z0-9]{6,12}", value):
+        raise ValueError("must be a Slack member ID like U0123ABCD (profile > copy member ID)")
+    return value
+
+
+def _channel_id(value: str) -> str:
+    if not re.fullmatch(r"[CG][A-Z0-9]{6,12}", value):
+        raise ValueError("must be a Slack channel ID like C0123ABCD (channel details > copy channel ID)")
+    return value
+
+
+SlackUserId = Annotated[str, AfterValidator(_slack_id)]
+SlackChannelId = Annotated[str, AfterValidator(_channel_id)]
+GroupName = Literal["PlatformAdmins", "Researchers", "ReadOnly"]
+
+
+class Workstation(Model):
+    """A researcher's dedicated GPU machine in the R&D account."""
+
+    instance_type: InstanceType
+    ami_version: str = Field(pattern=r"^driver[0-9]+-cuda[0-9]+\.[0-9]+-v[0-9]+$")
+    cuda: str = Field(pattern=r"^\d+\.\d+$")
+    volume_gib: int = Field(default=200, ge=50, le=16000)
+    monthly_budget_usd: float | None = Field(default=None, gt=0, le=1_000_000)
+
+
+class Person(Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9.-]{1,30}$")
+    email: Email
+    groups: tuple[GroupName, ...] = Field(min_length=1)
+    slack_user_id: SlackUserId | None = None
+    workstation: Workstation | None = None
+
+
+class Access(Model):
+    """How people reach the research account: roles assumed from production, with MFA."""
+
+    mfa_max_age_seconds: int = Field(default=3600, ge=300, le=43200)
+    max_session_hours: int = Field(default=4, ge=1, le=12)
+
+
+class Organization(Model):
+    manage_scps: bool = False
+    create_research_account: bool = False
+    research_account_email: Email | None = None
+
+
+class SecurityGroupRules(Model):
+    # Ports that may be open to the world when the group carries a justification tag.
+    allowed_world_ports: tuple[int, ...] = (80, 443)
+    auto_remediate: bool = False
+
+
+class Slack(Model):
+    """Names of Secrets Manager secrets (created by hand, never in a template) and the channel to post to."""
+
+    secret_name: str = "mlbase/slack"
+    signing_secret_name: str = "mlbase/slack-signing"
+    channel: SlackChannelId | None = None
+
+
+class Workbench(Model):
+    idle_check_hours: int = Field(default=3, ge=1, le=24)
+    lookback_hours: int = Field(default=3, ge=1, le=24)
+    gpu_idle_percent: float = Field(default=5, ge=0, le=100)
+    cpu_idle_percent: float = Field(default=5, ge=0, le=100)
+    # 0: never stop automatically; N: stop after N consecutive idle checks (unless tagged keep-until).
+    auto_stop_after_checks: int = Field(default=0, ge=0, le=100)
+    admins: tuple[SlackUserId, ...] = ()
+    hourly_prices_usd: dict[str, float] = Field(default_factory=dict)
+    fallback_instance_types: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+
 class PlatformConfig(Model):
     """The whole of `config/platform.yaml`."""
 
@@ -176,15 +303,15 @@ class PlatformConfig(Model):
     network: Network
     notifications: Notifications = Notifications()
     budgets: Budgets
+    people: tuple[Person, ...] = ()
+    access: Access = Access()
+    organization: Organization = Organization()
+    security_groups: SecurityGroupRules = SecurityGroupRules()
+    slack: Slack = Slack()
+    workbench: Workbench = Workbench()
 
 
 # --- config/workers/*.yaml --------------------------------------------------------------------------------------
-
-
-def _instance_type(value: str) -> str:
-    if not re.fullmatch(r"(g|p)[0-9][a-z0-9-]*\.[0-9]*(x?large|metal)[a-z0-9-]*", value):
-        raise ValueError("must be a GPU instance type of the g or p families, like g5.xlarge")
-    return value
 
 
 def _ssm_parameter(value: str) -> str:
@@ -193,7 +320,6 @@ def _ssm_parameter(value: str) -> str:
     return value
 
 
-InstanceType = Annotated[str, AfterValidator(_instance_type)]
 SsmParameter = Annotated[str, AfterValidator(_ssm_parameter)]
 
 
@@ -204,6 +330,8 @@ class Capacity(Model):
     on_demand_base: int = Field(default=0, ge=0, le=100)
     on_demand_percentage_above_base: int = Field(default=100, ge=0, le=100)
     ami_ssm_parameter: SsmParameter
+    # NVIDIA driver that the pinned ECS GPU AMI release ships (from its release notes); synth checks it runs `cuda`.
+    ami_driver_version: str = Field(pattern=r"^\d+(\.\d+)*$")
     root_volume_gib: int = Field(default=100, ge=30, le=2000)
 
 
@@ -304,6 +432,19 @@ def load_worker(path: Path | str) -> WorkerConfig:
             "queue.dead_letter_retention_days",
             worker.queue.dead_letter_retention_days,
             f"must be at least queue.retention_days ({worker.queue.retention_days}) so failed photos outlive the queue",
+        )
+    from stacks.gpu_versions import driver_supports_cuda, min_driver_for_cuda
+
+    try:
+        supported = driver_supports_cuda(worker.capacity.ami_driver_version, worker.cuda)
+    except ValueError as err:
+        raise ConfigError(file, "cuda", worker.cuda, str(err)) from None
+    if not supported:
+        raise ConfigError(
+            file,
+            "capacity.ami_driver_version",
+            worker.capacity.ami_driver_version,
+            f"is older than CUDA {worker.cuda} needs (>= {min_driver_for_cuda(worker.cuda)}); pin a newer ECS GPU AMI",
         )
     if not (REPO_ROOT / worker.image_dir / "Dockerfile").is_file():
         raise ConfigError(
@@ -412,10 +553,31 @@ def _cross_check(config: PlatformConfig, file: Path) -> None:
             config.audit.expiration_days,
             f"must be longer than audit.object_lock_days ({config.audit.object_lock_days}): locked logs cannot expire",
         )
+    _check_people(config, file)
     if config.audit.transition_days >= config.audit.expiration_days:
         raise ConfigError(
             file, "audit.transition_days", config.audit.transition_days, "must be shorter than audit.expiration_days"
         )
+
+
+def _check_people(config: PlatformConfig, file: Path) -> None:
+    from stacks.gpu_versions import check_cuda_requirement
+
+    names: set[str] = set()
+    for i, person in enumerate(config.people):
+        if person.name in names:
+            raise ConfigError(file, f"people[{i}].name", person.name, "must be unique among people")
+        names.add(person.name)
+        if person.workstation is None:
+            continue
+        if person.slack_user_id is None:
+            raise ConfigError(
+                file, f"people[{i}].slack_user_id", None, "is required for a person with a workstation (idle warnings)"
+            )
+        try:
+            check_cuda_requirement(person.workstation.cuda, person.workstation.ami_version)
+        except ValueError as err:
+            raise ConfigError(file, f"people[{i}].workstation.ami_version", person.workstation.ami_version, str(err)) from None
 
 
 def _check_disjoint(cidrs: Iterable[tuple[str, str]], file: Path) -> None:

@@ -10,8 +10,14 @@ from aws_cdk import App, Environment, Stage, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import Construct
 
+from stacks.access import AccessStack
 from stacks.audit import ProductionAuditStack, ResearchAuditStack
 from stacks.config import Platform
+from stacks.guardrails import GuardrailsStack
+from stacks.identity import IdentityStack
+from stacks.network import ProductionNetworkStack, ResearchNetworkStack
+from stacks.photo_service import PhotoServiceStack
+from stacks.workbench import WorkbenchStack
 
 
 class ProductionStage(Stage):
@@ -22,6 +28,16 @@ class ProductionStage(Stage):
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
         self.audit = ProductionAuditStack(self, "Audit", cfg=cfg)
+        self.identity = IdentityStack(self, "Identity", platform=platform)
+        self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="production")
+        self.network = ProductionNetworkStack(self, "Network", platform=platform)
+        self.photo_service = PhotoServiceStack(
+            self,
+            "PhotoService",
+            platform=platform,
+            vpc=self.network.production_vpc,
+            notifications=self.guardrails.notifications_topic,
+        )
 
 
 class ResearchStage(Stage):
@@ -31,7 +47,17 @@ class ResearchStage(Stage):
         account = platform.config.accounts.research
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
+        self.access = AccessStack(self, "Access", platform=platform)
         self.audit = ResearchAuditStack(self, "Audit", cfg=cfg)
+        self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="research")
+        self.network = ResearchNetworkStack(self, "Network", platform=platform)
+        self.workbench = WorkbenchStack(
+            self,
+            "Workbench",
+            platform=platform,
+            vpc=self.network.research_vpc,
+            notifications=self.guardrails.notifications_topic,
+        )
 
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
