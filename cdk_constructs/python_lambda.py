@@ -1,0 +1,171 @@
+"""A Python Lambda from `lambdas/<name>/`, with the shared `lambdas/common` layer, Powertools, encrypted logs."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge
+
+LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+# Powertools for AWS Lambda (Python) v3, the public layer AWS publishes per region; pinned so templates are stable.
+POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:27"
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
+_STAGING = Path(tempfile.gettempdir()) / "mlbase-lambda-staging"
+
+
+def _stage(parts: dict[str, Path], *, prefix: str) -> str:
+    """Copy `parts` (destination -> source directory) into a content-addressed directory; return its path.
+
+    The asset hash is computed from file contents, so the staging path does not make templates machine-dependent.
+    """
+    digest = hashlib.sha256()
+    for dest, src in sorted(parts.items()):
+        for file in sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(f"{dest}/{file.relative_to(src)}".encode())
+            digest.update(file.read_bytes())
+    target = _STAGING / f"{prefix}-{digest.hexdigest()[:16]}"
+    if not target.exists():
+        tmp = Path(tempfile.mkdtemp(dir=_STAGING.parent if _STAGING.exists() else None))
+        for dest, src in parts.items():
+            shutil.copytree(src, tmp / dest, ignore=_IGNORE)
+        _STAGING.mkdir(exist_ok=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another synth staged the same content first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVersion, kms.Key]:
+    """The per-stack layer of `lambdas/common`, the Powertools layer and the key for Lambda log groups."""
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child("LambdaCommon")
+    if isinstance(existing, Construct):
+        common = stack.node.find_child("LambdaCommonLayer")
+        powertools = stack.node.find_child("PowertoolsLayer")
+        key = stack.node.find_child("LambdaLogsKey")
+        return common, powertools, key  # type: ignore[return-value]
+    Construct(stack, "LambdaCommon")
+    common = lambda_.LayerVersion(
+        stack,
+        "LambdaCommonLayer",
+        code=lambda_.Code.from_asset(_stage({"python/lambdas/common": LAMBDAS_DIR / "common"}, prefix="layer")),
+        compatible_runtimes=[RUNTIME],
+        compatible_architectures=[lambda_.Architecture.ARM_64],
+        description="mlbase shared Lambda code (lambdas/common)",
+    )
+    powertools = lambda_.LayerVersion.from_layer_version_arn(
+        stack, "PowertoolsLayer", POWERTOOLS_LAYER.format(region=stack.region)
+    )
+    key = kms.Key(
+        stack,
+        "LambdaLogsKey",
+        enable_key_rotation=True,
+        description="Encrypts the log groups of this stack's Lambda functions",
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+    return common, powertools, key
+
+
+class PythonLambda(Construct):
+    """One function from `lambdas/<name>/` (handler `lambdas.<name>.handler.handler`), arm64, Powertools layer.
+
+    Logs go to a KMS-encrypted log group with the given retention. Reserved concurrency bounds what a flood of events
+    can cost. `dead_letter_queue` catches failed asynchronous invocations; `vpc` places the function in private
+    subnets when it must reach VPC resources. The role's policy comes from CDK grants on the resources it uses.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        name: str,
+        description: str,
+        environment: dict[str, str] | None = None,
+        timeout: Duration = Duration.seconds(30),
+        memory_size: int = 256,
+        reserved_concurrency: int = 5,
+        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        dead_letter_queue: sqs.IQueue | None = None,
+        vpc: ec2.IVpc | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        source = LAMBDAS_DIR / name
+        if not (source / "handler.py").is_file():
+            raise ValueError(f"{source}/handler.py does not exist; a Lambda lives in lambdas/<name>/handler.py")
+        common, powertools, key = _shared(self)
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=f"lambdas.{name}.handler.handler",
+            code=lambda_.Code.from_asset(_stage({f"lambdas/{name}": source}, prefix=name)),
+            layers=[common, powertools],
+            description=description,
+            environment={"POWERTOOLS_SERVICE_NAME": name, **(environment or {})},
+            timeout=timeout,
+            memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
+            log_group=self.log_group,
+            dead_letter_queue=dead_letter_queue,
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if vpc else None,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        role = self.function.role
+        assert role is not None
+        self.role = role
+        acknowledge(
+            role,
+            (
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                "AWS-maintained policy limited to writing this function's logs.",
+            ),
+            (
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+                "AWS-maintained policy for the network interfaces a function in a VPC needs.",
+            ),
+            (
+                "NIST.800.53.R5-IAMNoInlinePolicy",
+                "The role's only inline policy is generated by CDK grants on the resources this function uses.",
+            ),
+            (
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping.",
+            ),
+        )
+        if vpc is None:
+            acknowledge(
+                self.function,
+                (
+                    "NIST.800.53.R5-LambdaInsideVPC",
+                    "Calls only AWS APIs and Slack over TLS; a VPC would add NAT cost and no control.",
+                ),
+            )
+        if dead_letter_queue is None:
+            acknowledge(
+                self.function,
+                (
+                    "NIST.800.53.R5-LambdaDLQ",
+                    "Invoked synchronously (API or Config); failures return to the caller, nothing is queued.",
+                ),
+            )
