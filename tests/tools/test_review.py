@@ -330,3 +330,27 @@ def test_cdk_cli_diff_is_appended_on_request(scratch_branch: Path, capsys: pytes
     assert "IAM Statement Changes" in out
     assert "Everyone (IPv4)" in out
     assert "[-] AWS::S3::Bucket Uploads4F6EB0FD orphan" in out
+
+
+def test_intrinsic_values_in_encryption_settings_are_compared_not_hashed() -> None:
+    key = {"Fn::GetAtt": ["DataKey", "Arn"]}
+    before = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"KmsMasterKeyId": key}}}}
+    after = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"KmsMasterKeyId": {"Ref": "Other"}}}}}
+
+    assert flag_stack(diff_templates("P", "P-S", before, after)) == []
+    assert [f.message for f in flag_stack(diff_templates("P", "P-S", after, before))] == []
+
+
+def test_cli_only_metadata_is_not_a_change() -> None:
+    bucket = {"Type": "AWS::S3::Bucket", "Properties": {}}
+    policy = {"Type": "AWS::S3::BucketPolicy", "Properties": {"Bucket": {"Ref": "B"}}}
+    snapshot = {"Resources": {"B": bucket, "P": policy}}
+    cli = {
+        "Resources": {
+            "B": {**bucket, "Metadata": {"aws:cdk:path": "Production/Audit/B/Resource"}},
+            "P": {**policy, "Metadata": {"aws:cdk:path": "Production/Audit/P/Resource"}},
+            "M": {"Type": "AWS::CDK::Metadata", "Properties": {"Analytics": "v2:deflate64:abc"}},
+        }
+    }
+
+    assert diff_templates("Production", "Production-Audit", snapshot, cli).empty

@@ -56,9 +56,22 @@ class StackDiff:
         return not self.resources and not self.other and self.old is not None and self.new is not None
 
 
+# Metadata the CLI adds (construct paths, asset locations) that in-process synths such as the snapshot test omit.
+_IGNORED_METADATA = ("aws:cdk:path", "aws:asset:")
+
+
+def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without bookkeeping metadata, so a CLI synth and an in-process synth compare equal."""
+    metadata = {k: v for k, v in (resource.get("Metadata") or {}).items() if not k.startswith(_IGNORED_METADATA)}
+    result = {k: v for k, v in resource.items() if k != "Metadata"}
+    if metadata:
+        result["Metadata"] = metadata
+    return result
+
+
 def _resources(template: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     res = (template or {}).get("Resources") or {}
-    return {k: v for k, v in res.items() if v.get("Type") not in _IGNORED_TYPES}
+    return {k: _comparable(v) for k, v in res.items() if v.get("Type") not in _IGNORED_TYPES}
 
 
 def _modified(logical_id: str, old: dict[str, Any], new: dict[str, Any]) -> ResourceChange | None:

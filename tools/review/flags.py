@@ -202,8 +202,8 @@ def iam_flags(diff: StackDiff) -> list[Flag]:
             old_allows = [g for g in before if g.effect == "Allow"]
             parts = []
             for label, attr in (("actions", "action"), ("resources", "resource"), ("principals", "principal")):
-                new_values = {getattr(g, attr) for g in gained} - {getattr(g, attr) for g in old_allows}
-                if new_values and not (attr == "resource" and new_values == {"-"}):
+                new_values = {getattr(g, attr) for g in gained} - {getattr(g, attr) for g in old_allows} - {"-"}
+                if new_values:
                     parts.append(f"gains {label} {_short(new_values)}")
             if not parts:
                 parts.append("widens existing statements (new combinations or relaxed conditions)")
@@ -332,6 +332,8 @@ def resource_policy_flags(diff: StackDiff) -> list[Flag]:
     """Any change to a bucket policy or a KMS key policy, narrowing included: both guard data directly."""
     flags = []
     for change in diff.resources:
+        if change.kind == "modified" and change.old_props == change.new_props:
+            continue
         if change.type in RESOURCE_POLICY_TYPES:
             target = render((change.new or change.old or {}).get("Properties", {}).get("Bucket"))
             flags.append(_flag("resource-policy", diff, change, f"bucket policy {change.kind} (bucket {target})"))
@@ -359,6 +361,11 @@ def _leaves(value: Any, path: str = "") -> dict[str, Any]:
 _OFF = {False, "false", "False", "Disabled", "DISABLED", "disabled"}
 
 
+def _is_off(value: Any) -> bool:
+    """A switched-off setting; intrinsic functions (dicts) are never "off"."""
+    return isinstance(value, str | bool) and value in _OFF
+
+
 def encryption_logging_flags(diff: StackDiff) -> list[Flag]:
     """Encryption/logging settings that disappear or turn off, and removed trails, recorders and flow logs."""
     flags = []
@@ -375,7 +382,7 @@ def encryption_logging_flags(diff: StackDiff) -> list[Flag]:
                 continue
             if path not in after:
                 lost.append(f"`{path}` removed")
-            elif after[path] in _OFF and value not in _OFF:
+            elif _is_off(after[path]) and not _is_off(value):
                 lost.append(f"`{path}` {render(value)} -> {render(after[path])}")
         if lost:
             flags.append(_flag("encryption-logging", diff, change, "; ".join(lost)))
