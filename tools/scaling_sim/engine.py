@@ -1,0 +1,606 @@
+"""Discrete-time model of the queue, CloudWatch, Application Auto Scaling, the ECS service and its capacity provider.
+
+Resolution: a fixed tick (TICK_SECONDS, 10 s). Within a tick, in this order:
+1. messages whose visibility timeout ran out become visible again;
+2. on a metric period boundary SQS and Container Insights take a datapoint of the current state
+   (visible, not visible, age of oldest, desired and running tasks); it reaches CloudWatch metric_delay later;
+3. every minute each alarm looks at the datapoints that have arrived; Application Auto Scaling invokes the
+   policy of every alarm in ALARM (once a minute while it stays there) and applies cooldowns;
+4. the ECS service starts tasks up to the desired count (a free host: start at once, a host still booting:
+   when it is up, none: launch one, boot + register, pull the image, start) or stops the surplus (tasks not yet
+   started first; a busy task finishes the batch it holds, as ECS task scale-in protection makes it do);
+5. photos of the minute arrive, spread evenly over its ticks;
+6. every running task processes images_per_second * tick photos, oldest first; a photo's wait is the end of
+   the tick it finishes in minus its arrival;
+7. hosts are billed while booting or up; one left empty for HOST_IDLE_SECONDS is terminated.
+Waits are therefore exact to one tick. A day is 8,640 ticks; the loop is plain Python over at most max_tasks
+tasks and runs in well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from cdk_constructs.sla_scaling import MetricQuery, ScalingPolicy, StepPolicy, TargetTracking
+from stacks.config import WorkerConfig
+from tools.scaling_sim.metricmath import evaluate
+
+TICK_SECONDS = 10
+# The capacity provider's managed scaling removes an empty host after its scale-in alarm (15 one-minute datapoints).
+HOST_IDLE_SECONDS = 900
+# SQS stops sending metrics for a queue idle for six hours and needs up to 15 minutes to resume after a message.
+SQS_SLEEP_AFTER_SECONDS = 6 * 3600
+SQS_RESUME_SECONDS = 900
+ALARM_EVALUATION_SECONDS = 60
+
+# (namespace, metric name) -> the snapshot field the simulator reports for it.
+METRIC_SOURCES = {
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): "visible",
+    ("AWS/SQS", "ApproximateNumberOfMessagesNotVisible"): "inflight",
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage"): "age",
+    ("ECS/ContainerInsights", "DesiredTaskCount"): "desired",
+    ("ECS/ContainerInsights", "RunningTaskCount"): "running",
+}
+SQS_FIELDS = frozenset({"visible", "inflight", "age"})
+
+Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything about the worker and AWS timing the simulation needs, normally from the worker YAML."""
+
+    sla_seconds: int
+    images_per_second: float
+    batch_size: int
+    stop_timeout_seconds: int
+    visibility_timeout_seconds: int
+    metric_period_seconds: int
+    metric_delay_seconds: int
+    instance_launch_seconds: int
+    image_pull_seconds: int
+    task_start_seconds: int
+    gpus_per_task: int
+    gpu_hourly_usd: float
+    tick_seconds: int = TICK_SECONDS
+    host_idle_seconds: int = HOST_IDLE_SECONDS
+    sqs_sleep_after_seconds: int = SQS_SLEEP_AFTER_SECONDS
+    sqs_resume_seconds: int = SQS_RESUME_SECONDS
+
+    @classmethod
+    def from_worker(cls, worker: WorkerConfig) -> Params:
+        sim = worker.simulation
+        return cls(
+            sla_seconds=worker.sla_minutes * 60,
+            images_per_second=worker.scaling.images_per_second_per_task,
+            batch_size=worker.batch_size,
+            stop_timeout_seconds=worker.stop_timeout_seconds,
+            visibility_timeout_seconds=worker.queue.visibility_timeout_seconds,
+            metric_period_seconds=sim.metric_period_seconds,
+            metric_delay_seconds=sim.metric_delay_seconds,
+            instance_launch_seconds=sim.instance_launch_seconds,
+            image_pull_seconds=sim.image_pull_seconds,
+            task_start_seconds=sim.task_start_seconds,
+            gpus_per_task=worker.gpu_count,
+            gpu_hourly_usd=sim.gpu_hourly_usd,
+        )
+
+
+@dataclass
+class Series:
+    """Per-tick time series for plots."""
+
+    seconds: Floats
+    age: Floats
+    running: Floats
+    desired: Floats
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one policy did to one traffic profile."""
+
+    policy: str
+    profile: str
+    photos: float
+    max_age_s: float
+    p99_age_s: float
+    p99_latency_s: float
+    over_sla: int
+    gpu_hours: float
+    cost_usd: float
+    scale_events: int
+    peak_tasks: int
+    zero_minutes: float
+    tasks_needed: int | None = None
+    series: Series | None = field(default=None, compare=False, repr=False)
+
+    def row(self) -> dict[str, object]:
+        """The machine-readable form (`--json`)."""
+        return {
+            "policy": self.policy,
+            "profile": self.profile,
+            "photos": round(self.photos),
+            "max_age_s": round(self.max_age_s, 1),
+            "p99_age_s": round(self.p99_age_s, 1),
+            "p99_latency_s": round(self.p99_latency_s, 1),
+            "over_sla": self.over_sla,
+            "gpu_hours": round(self.gpu_hours, 2),
+            "cost_usd": round(self.cost_usd, 2),
+            "scale_events": self.scale_events,
+            "peak_tasks": self.peak_tasks,
+            "zero_minutes": round(self.zero_minutes, 1),
+            "tasks_needed": self.tasks_needed,
+        }
+
+
+# --- the queue --------------------------------------------------------------------------------------------------
+
+
+class Queue:
+    """FIFO of (arrival second, count) buckets plus batches hidden by a visibility timeout."""
+
+    def __init__(self) -> None:
+        self.buckets: deque[list[float]] = deque()
+        self.hidden: list[tuple[float, float, float]] = []  # (visible again at, arrival, count)
+        self.total = 0.0
+
+    def add(self, arrival: float, count: float) -> None:
+        if count > 0:
+            self.buckets.append([arrival, count])
+            self.total += count
+
+    def take(self, count: float) -> list[tuple[float, float]]:
+        """Remove up to `count` oldest messages; returns (arrival, count) pieces."""
+        taken: list[tuple[float, float]] = []
+        while count > 1e-9 and self.buckets:
+            head = self.buckets[0]
+            piece = min(head[1], count)
+            taken.append((head[0], piece))
+            head[1] -= piece
+            count -= piece
+            self.total -= piece
+            if head[1] <= 1e-9:
+                self.buckets.popleft()
+        if not self.buckets:
+            self.total = 0.0
+        return taken
+
+    def hide(self, count: float, until: float) -> None:
+        """A stopped task's batch: invisible until its visibility timeout runs out."""
+        for arrival, piece in self.take(count):
+            self.hidden.append((until, arrival, piece))
+
+    def release(self, now: float) -> None:
+        due = [item for item in self.hidden if item[0] <= now]
+        if not due:
+            return
+        self.hidden = [item for item in self.hidden if item[0] > now]
+        # Returned messages keep their original timestamp, so they go back ahead of newer ones.
+        for _, arrival, piece in sorted(due, key=lambda item: item[1], reverse=True):
+            self.buckets.appendleft([arrival, piece])
+            self.total += piece
+
+    @property
+    def hidden_total(self) -> float:
+        return sum(item[2] for item in self.hidden)
+
+    def oldest_age(self, now: float) -> float:
+        ages = [now - self.buckets[0][0]] if self.buckets else []
+        ages += [now - item[1] for item in self.hidden]
+        return max(ages, default=0.0)
+
+
+# --- ECS service + capacity provider ----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Host:
+    ready_at: float
+    pulled: bool = False
+    task: Task | None = None
+    idle_since: float = 0.0
+
+
+@dataclass(eq=False)
+class Task:
+    ready_at: float
+    host: Host
+
+
+class Fleet:
+    """The ECS service (desired count, tasks) on an EC2 capacity provider with one task per GPU host."""
+
+    def __init__(self, params: Params, desired: int) -> None:
+        self.params = params
+        self.desired = desired
+        self.tasks: list[Task] = []
+        self.hosts: list[Host] = []
+
+    def running(self, now: float) -> list[Task]:
+        return [task for task in self.tasks if task.ready_at <= now]
+
+    def reconcile(self, now: float, queue: Queue) -> None:
+        while len(self.tasks) < self.desired:
+            self.tasks.append(self._place(now))
+        while len(self.tasks) > self.desired:
+            self._stop(self._surplus(now), now, queue)
+
+    def _place(self, now: float) -> Task:
+        p = self.params
+        free = [host for host in self.hosts if host.task is None]
+        # Prefer a host that is up, then the one that comes up first.
+        host = min(free, key=lambda h: h.ready_at) if free else None
+        if host is None:
+            host = Host(ready_at=now + p.instance_launch_seconds)
+            self.hosts.append(host)
+        # An image already on the host starts from the local cache.
+        pull = 0 if host.pulled else p.image_pull_seconds
+        task = Task(ready_at=max(now, host.ready_at) + pull + p.task_start_seconds, host=host)
+        host.task, host.pulled = task, True
+        return task
+
+    def _surplus(self, now: float) -> Task:
+        waiting = [task for task in self.tasks if task.ready_at > now]
+        if waiting:
+            return max(waiting, key=lambda t: t.ready_at)
+        return self.tasks[-1]
+
+    def _stop(self, task: Task, now: float, queue: Queue) -> None:
+        p = self.params
+        self.tasks.remove(task)
+        task.host.task = None
+        task.host.idle_since = max(now, task.host.ready_at)
+        if task.ready_at > now or queue.total <= 0:
+            return
+        batch = min(float(p.batch_size), queue.total)
+        if batch / p.images_per_second > p.stop_timeout_seconds:
+            # Killed mid-batch: its messages reappear when their visibility timeout ends.
+            queue.hide(batch, now + p.visibility_timeout_seconds)
+
+    def retire_idle_hosts(self, now: float) -> None:
+        self.hosts = [
+            h
+            for h in self.hosts
+            if h.task is not None or now - max(h.idle_since, h.ready_at) < self.params.host_idle_seconds
+        ]
+
+
+# --- Application Auto Scaling -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cooldown:
+    until: float = -math.inf
+    base: int = 0  # capacity before the scale-out that started the cooldown
+
+
+@dataclass
+class _PolicyState:
+    values: list[float | None] = field(default_factory=list)
+    out: _Cooldown = field(default_factory=_Cooldown)
+    inward: _Cooldown = field(default_factory=_Cooldown)
+
+
+class AutoScaler:
+    """Alarms and Application Auto Scaling policies of one `ScalingPolicy` over one scalable target."""
+
+    def __init__(self, policy: ScalingPolicy) -> None:
+        self.policy = policy
+        self.tracking = {tt.name: _PolicyState() for tt in policy.target_tracking}
+        self.steps = {sp.name: _PolicyState() for sp in policy.step_policies}
+
+    def observe(self, snapshot: dict[str, float | None]) -> None:
+        """One datapoint has reached CloudWatch: evaluate every policy's metric math on it."""
+        for tt in self.policy.target_tracking:
+            self.tracking[tt.name].values.append(_metric_value(tt.metric.expression, tt.metric.queries, snapshot))
+        for sp in self.policy.step_policies:
+            self.steps[sp.name].values.append(_metric_value(sp.metric.expression, sp.metric.queries, snapshot))
+
+    def evaluate(self, now: float, desired: int) -> int:
+        """Invoke the policies whose alarms are in ALARM; returns the new desired count."""
+        for tt in self.policy.target_tracking:
+            desired = self._track(tt, self.tracking[tt.name], now, desired)
+        for sp in self.policy.step_policies:
+            desired = self._step(sp, self.steps[sp.name], now, desired)
+        return desired
+
+    def _clamp(self, capacity: int) -> int:
+        return max(self.policy.min_capacity, min(self.policy.max_capacity, capacity))
+
+    def _track(self, tt: TargetTracking, state: _PolicyState, now: float, desired: int) -> int:
+        high = state.values[-tt.high_alarm_datapoints :]
+        if len(high) == tt.high_alarm_datapoints and all(v is not None and v > tt.target_value for v in high):
+            value = high[-1]
+            assert value is not None
+            # During the cooldown the capacity the last scale-out added counts: size from the capacity before it.
+            base = state.out.base if now < state.out.until else desired
+            wanted = self._clamp(math.ceil(base * value / tt.target_value))
+            if wanted > desired:
+                if now >= state.out.until:
+                    state.out = _Cooldown(now + tt.scale_out_cooldown_seconds, desired)
+                return wanted
+            return desired
+        low = state.values[-tt.low_alarm_datapoints :]
+        threshold = tt.low_alarm_ratio * tt.target_value
+        if (
+            not tt.disable_scale_in
+            and now >= state.inward.until
+            and len(low) == tt.low_alarm_datapoints
+            and all(v is not None and v < threshold for v in low)
+        ):
+            value = low[-1]
+            assert value is not None
+            wanted = self._clamp(math.ceil(desired * value / tt.target_value))
+            if wanted < desired:
+                state.inward = _Cooldown(now + tt.scale_in_cooldown_seconds, desired)
+                return wanted
+        return desired
+
+    def _step(self, sp: StepPolicy, state: _PolicyState, now: float, desired: int) -> int:
+        recent = state.values[-sp.evaluation_periods :]
+        below = sp.comparison == "LessThanOrEqualToThreshold"
+        breaching = sum(1 for v in recent if v is not None and (v <= sp.threshold if below else v >= sp.threshold))
+        value = recent[-1] if recent else None
+        if breaching < sp.datapoints_to_alarm or value is None:
+            return desired
+        step = next((s for s in sp.steps if s.contains(value, below_threshold=below)), None)
+        if step is None:
+            return desired
+        cooling = now < state.out.until
+        base = state.out.base if cooling and sp.adjustment_type != "ExactCapacity" else desired
+        wanted = self._clamp(_adjust(sp, step.adjustment, base))
+        if wanted > desired:
+            if not cooling:
+                state.out = _Cooldown(now + sp.cooldown_seconds, desired)
+            return wanted
+        if wanted < desired and not cooling:
+            state.out = _Cooldown(now + sp.cooldown_seconds, desired)
+            return wanted
+        return desired
+
+
+def _adjust(sp: StepPolicy, adjustment: int, capacity: int) -> int:
+    if sp.adjustment_type == "ExactCapacity":
+        return adjustment
+    if sp.adjustment_type == "ChangeInCapacity":
+        return capacity + adjustment
+    change = int(capacity * adjustment / 100)  # Application Auto Scaling rounds toward zero
+    if sp.min_adjustment_magnitude and abs(change) < sp.min_adjustment_magnitude:
+        change = int(math.copysign(sp.min_adjustment_magnitude, adjustment))
+    return capacity + change
+
+
+def _metric_value(expression: str, queries: tuple[MetricQuery, ...], snapshot: dict[str, float | None]) -> float | None:
+    values = {query.id: snapshot[METRIC_SOURCES[(query.namespace, query.metric_name)]] for query in queries}
+    return evaluate(expression, values)
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+
+def simulate(
+    policy: ScalingPolicy,
+    per_minute: Floats,
+    params: Params,
+    *,
+    name: str = "",
+    profile: str = "",
+    drain_minutes: int | None = None,
+) -> Outcome:
+    """Replay `per_minute` arrivals against `policy`; runs until the traffic ends plus `drain_minutes` (2 SLAs)."""
+    p = params
+    dt = p.tick_seconds
+    ticks_per_minute = 60 // dt
+    drain = 2 * p.sla_seconds // 60 if drain_minutes is None else drain_minutes
+    n_ticks = (len(per_minute) + drain) * ticks_per_minute
+    queue = Queue()
+    fleet = Fleet(p, desired=policy.min_capacity)
+    scaler = AutoScaler(policy)
+    pending: deque[tuple[float, dict[str, float | None]]] = deque()
+    waits = np.zeros(n_ticks + 2)  # photos finished per wait, in ticks
+    age = np.zeros(n_ticks)
+    running_series = np.zeros(n_ticks)
+    desired_series = np.zeros(n_ticks)
+    host_seconds = 0.0
+    scale_events = 0
+    last_active = 0.0  # the queue is awake when the run starts; only silence within the run puts it to sleep
+    sqs_resumes_at = -math.inf
+    last_done = 0.0
+
+    for i in range(n_ticks):
+        now = float(i * dt)
+        minute = i // ticks_per_minute
+        arrivals = per_minute[minute] / ticks_per_minute if minute < len(per_minute) else 0.0
+        queue.release(now)
+
+        if i and (i * dt) % p.metric_period_seconds == 0:
+            running = fleet.running(now)
+            held = len(running) * float(p.batch_size)
+            # Received, not yet deleted: full batches while there is a backlog; with none, Little's law (the
+            # last tick's throughput times the time a batch takes).
+            in_hand = min(held, queue.total + last_done / (p.images_per_second * dt) * p.batch_size)
+            sqs_up = now >= sqs_resumes_at
+            snapshot: dict[str, float | None] = {
+                # Rounded: a photo spread over a minute's ticks must add up to exactly one message.
+                "visible": round(queue.total - min(queue.total, held), 6) if sqs_up else None,
+                "inflight": round(in_hand + queue.hidden_total, 6) if sqs_up else None,
+                "age": queue.oldest_age(now) if sqs_up else None,
+                "desired": float(fleet.desired),
+                "running": float(len(running)),
+            }
+            pending.append((now + p.metric_delay_seconds, snapshot))
+        while pending and pending[0][0] <= now:
+            scaler.observe(pending.popleft()[1])
+        if (i * dt) % ALARM_EVALUATION_SECONDS == 0:
+            desired = scaler.evaluate(now, fleet.desired)
+            if desired != fleet.desired:
+                scale_events += 1
+                fleet.desired = desired
+        fleet.reconcile(now, queue)
+
+        if arrivals > 0:
+            if now - last_active >= p.sqs_sleep_after_seconds:
+                sqs_resumes_at = now + p.sqs_resume_seconds
+            queue.add(now, arrivals)
+        if queue.total > 0 or queue.hidden:
+            last_active = now
+        age[i] = queue.oldest_age(now)
+
+        end = now + dt
+        capacity = sum(
+            p.images_per_second * (end - max(task.ready_at, now)) for task in fleet.tasks if task.ready_at < end
+        )
+        last_done = 0.0
+        for arrival, count in queue.take(capacity):
+            waits[round((end - arrival) / dt)] += count
+            last_done += count
+        running_series[i] = sum(1 for task in fleet.tasks if task.ready_at <= now)
+        desired_series[i] = fleet.desired
+        host_seconds += len(fleet.hosts) * dt
+        fleet.retire_idle_hosts(end)
+
+    return _outcome(
+        name,
+        profile,
+        per_minute,
+        p,
+        waits,
+        age,
+        running_series,
+        desired_series,
+        host_seconds,
+        scale_events,
+        queue,
+        n_ticks,
+    )
+
+
+def _outcome(
+    name: str,
+    profile: str,
+    per_minute: Floats,
+    p: Params,
+    waits: Floats,
+    age: Floats,
+    running: Floats,
+    desired: Floats,
+    host_seconds: float,
+    scale_events: int,
+    queue: Queue,
+    n_ticks: int,
+) -> Outcome:
+    dt = p.tick_seconds
+    sla_ticks = p.sla_seconds // dt
+    # Photos still queued at the end count against the SLA only if they are already late.
+    late = float(waits[sla_ticks + 1 :].sum()) + sum(c for a, c in queue.buckets if n_ticks * dt - a > p.sla_seconds)
+    gpu_hours = host_seconds / 3600 * p.gpus_per_task
+    return Outcome(
+        policy=name,
+        profile=profile,
+        photos=float(per_minute.sum()),
+        max_age_s=float(age.max(initial=0.0)),
+        p99_age_s=float(np.percentile(age, 99)) if len(age) else 0.0,
+        p99_latency_s=percentile_of_histogram(waits, 99) * dt,
+        over_sla=round(late),
+        gpu_hours=gpu_hours,
+        cost_usd=gpu_hours * p.gpu_hourly_usd,
+        scale_events=scale_events,
+        peak_tasks=int(running.max(initial=0)),
+        zero_minutes=float((desired == 0).sum() * dt / 60),
+        series=Series(seconds=np.arange(n_ticks, dtype=np.float64) * dt, age=age, running=running, desired=desired),
+    )
+
+
+def percentile_of_histogram(counts: Floats, q: float) -> float:
+    """The bin index below which q% of the weight lies (0 when empty)."""
+    total = counts.sum()
+    if total <= 0:
+        return 0.0
+    return float(np.searchsorted(np.cumsum(counts), total * q / 100.0))
+
+
+# --- the oracle -------------------------------------------------------------------------------------------------
+
+
+def fifo_waits(per_minute: Floats, params: Params, tasks: float, drain_ticks: int) -> tuple[Floats, Floats, Floats]:
+    """Photos served oldest first by `tasks` always-ready tasks: (histogram of waits in ticks, age series,
+    busy tasks series)."""
+    dt = params.tick_seconds
+    ticks_per_minute = 60 // dt
+    n_ticks = len(per_minute) * ticks_per_minute + drain_ticks
+    queue = Queue()
+    waits = np.zeros(n_ticks + 2)
+    age = np.zeros(n_ticks)
+    busy = np.zeros(n_ticks)
+    capacity = tasks * params.images_per_second * dt
+    for i in range(n_ticks):
+        now = float(i * dt)
+        minute = i // ticks_per_minute
+        if minute < len(per_minute):
+            queue.add(now, per_minute[minute] / ticks_per_minute)
+        age[i] = queue.oldest_age(now)
+        done = 0.0
+        for arrival, count in queue.take(capacity):
+            waits[round((now + dt - arrival) / dt)] += count
+            done += count
+        busy[i] = done / (params.images_per_second * dt)
+    return waits, age, busy
+
+
+def _late(waits: Floats, params: Params) -> float:
+    return float(waits[params.sla_seconds // params.tick_seconds + 1 :].sum())
+
+
+def tasks_needed(per_minute: Floats, params: Params, drain_ticks: int, limit: int = 10_000) -> int | None:
+    """The fewest always-ready tasks that keep every photo within the SLA (None above `limit`)."""
+    low, high = 0, 1
+    while _late(fifo_waits(per_minute, params, high, drain_ticks)[0], params) >= 0.5:
+        low, high = high, high * 2
+        if high > limit:
+            return None
+    while high - low > 1:  # late(low) > 0, late(high) == 0
+        middle = (low + high) // 2
+        if _late(fifo_waits(per_minute, params, middle, drain_ticks)[0], params) >= 0.5:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def oracle(per_minute: Floats, params: Params, max_tasks: int, *, profile: str = "") -> Outcome:
+    """A lower bound no real policy can beat: perfect foresight and capacity that appears the instant it is needed.
+
+    GPU-hours: every photo must be processed and a task does images_per_second, so total / images_per_second is
+    the least GPU time any policy spends; with instant capacity it is also enough (run tasks only while there is
+    work, up to max_tasks). Ages: photos served oldest first by max_tasks always-ready tasks, the smallest
+    possible. `tasks_needed`: the fewest always-ready tasks that keep every photo within the SLA; above max_tasks
+    the SLA cannot be met with this max_tasks whatever the policy.
+    """
+    p = params
+    drain_ticks = 2 * p.sla_seconds // p.tick_seconds
+    waits, age, busy = fifo_waits(per_minute, p, max_tasks, drain_ticks)
+    gpu_hours = float(per_minute.sum()) / p.images_per_second / 3600 * p.gpus_per_task
+    return Outcome(
+        policy="oracle",
+        profile=profile,
+        photos=float(per_minute.sum()),
+        max_age_s=float(age.max(initial=0.0)),
+        p99_age_s=float(np.percentile(age, 99)),
+        p99_latency_s=percentile_of_histogram(waits, 99) * p.tick_seconds,
+        over_sla=round(_late(waits, p)),
+        gpu_hours=gpu_hours,
+        cost_usd=gpu_hours * p.gpu_hourly_usd,
+        scale_events=0,
+        peak_tasks=math.ceil(float(busy.max(initial=0.0)) - 1e-9),
+        zero_minutes=float((busy == 0).sum() * p.tick_seconds / 60),
+        tasks_needed=tasks_needed(per_minute, p, drain_ticks),
+        series=Series(
+            seconds=np.arange(len(age), dtype=np.float64) * p.tick_seconds, age=age, running=busy, desired=busy
+        ),
+    )
