@@ -83,7 +83,10 @@ class ResultStore:
 
     def write_many(self, results: list[Result]) -> list[BaseException | None]:
         """Write and publish each result; returns None per success (including duplicates) or the exception."""
-        return list(self._pool.map(self._write_one, results))
+        # The same upload twice in one batch (a duplicate delivery) is written and published once.
+        unique = {(r.upload_key, r.etag): r for r in reversed(results)}
+        outcomes = dict(zip(unique, self._pool.map(self._write_one, unique.values()), strict=True))
+        return [outcomes[(r.upload_key, r.etag)] for r in results]
 
     def _write_one(self, result: Result) -> BaseException | None:
         try:

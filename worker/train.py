@@ -129,7 +129,28 @@ def fit(
             step += 1
             if progress:
                 progress(step, total, f"epoch {epoch + 1}/{epochs} loss {loss.item():.3f}")
+    recalibrate_batchnorm(model, x_train)
     return accuracy(model, x_train, y_train), accuracy(model, x_held, y_held)
+
+
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch: int = 128) -> None:
+    """Recompute BatchNorm statistics as exact averages over the training set.
+
+    After a short run the exponential running averages still lag the weights, and a model that is right on every
+    training image in train mode can be at chance in eval mode; exact statistics remove that gap.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            model(x[start : start + batch])
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()
 
 
 def _rich_progress(description: str) -> tuple[Progress, Callable[[], None]]:
