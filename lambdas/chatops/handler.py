@@ -135,11 +135,15 @@ def handle_http(event: Mapping[str, Any], context: LambdaContext) -> dict[str, A
         "channel_id": form.get("channel_id"),
         "response_url": form.get("response_url"),
     }
-    client("lambda").invoke(
-        FunctionName=context.invoked_function_arn,
-        InvocationType="Event",
-        Payload=json.dumps({LAZY_KEY: job}).encode(),
-    )
+    try:
+        client("lambda").invoke(
+            FunctionName=context.invoked_function_arn,
+            InvocationType="Event",
+            Payload=json.dumps({LAZY_KEY: job}).encode(),
+        )
+    except ClientError:
+        logger.exception("could not hand the command on", extra={"slack_user": caller, "command": str(command)})
+        return ephemeral(f"Sorry, `/gpu {command}` could not be queued just now; nothing was done. Try again.")
     logger.info("command accepted", extra={"slack_user": caller, "command": str(command)})
     return ephemeral(ack_text(command))
 

@@ -519,3 +519,13 @@ def test_capacity_error_without_fallbacks_says_so(chatops: Bot, monkeypatch: pyt
     assert result["ok"] is False
     assert result["text"].endswith("No fallback instance types are configured for it. Try again in a few minutes.")
     assert described(chatops.endpoint, bob)["State"]["Name"] == "stopped"
+
+
+def test_failed_hand_off_says_nothing_was_done(chatops: Bot) -> None:
+    def throttled(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        error = {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}
+        return AWSResponse("https://lambda.example", 429, {}, None), {"Error": error, "ResponseMetadata": {}}
+
+    common_aws.client("lambda").meta.events.register("before-call.lambda.Invoke", throttled)
+    body = json.loads(chatops.post("list", "UALICE")["body"])
+    assert body["text"] == "Sorry, `/gpu list` could not be queued just now; nothing was done. Try again."
