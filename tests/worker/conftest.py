@@ -130,8 +130,16 @@ class RunOutcome:
     metrics_lines: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_worker(stack: Stack, model_dir: Path, *, s3: Any = None, dynamodb: Any = None, **overrides: str) -> RunOutcome:
-    """Run the worker in-process against moto until the queue stays empty, as `python -m worker` would."""
+def run_worker(
+    stack: Stack,
+    model_dir: Path,
+    *,
+    s3: Any = None,
+    dynamodb: Any = None,
+    stop_after: float | None = None,
+    **overrides: str,
+) -> RunOutcome:
+    """Run the worker in-process against moto until the queue stays empty (or a stop `stop_after` seconds in)."""
     from worker.__main__ import make_client
     from worker.model import load_local, resolve_device
 
@@ -161,7 +169,14 @@ def run_worker(stack: Stack, model_dir: Path, *, s3: Any = None, dynamodb: Any =
         metrics=Metrics(settings.metrics_namespace, settings.worker_name, stream=stream),
         protection=ScaleInProtection(settings.ecs_agent_uri, settings.protection_minutes),
     )
-    assert worker.run(max_idle_polls=3) == 0
+    timer = threading.Timer(stop_after, worker.request_stop) if stop_after is not None else None
+    if timer:
+        timer.start()
+    try:
+        assert worker.run(max_idle_polls=3) == 0
+    finally:
+        if timer:
+            timer.cancel()
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line]
     return RunOutcome(worker, lines)
 

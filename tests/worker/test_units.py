@@ -1,0 +1,192 @@
+"""Settings, message parsing, result items, scale-in protection, metrics and the training loop."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.worker.conftest import AgentServer, Stack, jpeg
+from worker.__main__ import make_client
+from worker.events import parse_message, s3_event
+from worker.observability import JsonFormatter, Metrics
+from worker.protection import ScaleInProtection
+from worker.results import Result, ResultStore
+from worker.settings import SettingsError, load_settings
+from worker.train import TrainResult
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIRED = {
+    "MLBASE_QUEUE_URL": "https://sqs.ap-northeast-1.amazonaws.com/111111111111/photos",
+    "MLBASE_UPLOAD_BUCKET": "uploads",
+    "MLBASE_RESULTS_TABLE": "results",
+    "MLBASE_MODEL_URI": "s3://models/food/v1/",
+}
+
+
+def test_settings_defaults() -> None:
+    settings = load_settings(REQUIRED)
+    assert (settings.batch_size, settings.batch_timeout_ms, settings.download_concurrency) == (32, 200, 16)
+    assert (settings.visibility_timeout_s, settings.max_pixels, settings.device) == (300, 40_000_000, "auto")
+    assert (settings.worker_name, settings.metrics_namespace, settings.result_ttl_days) == (
+        "worker",
+        "mlbase/worker",
+        30,
+    )
+    assert settings.results_topic_arn is None
+    assert settings.endpoint_url is None
+    assert settings.decode_workers >= 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MLBASE_QUEUE_URL": ""}, "MLBASE_QUEUE_URL is missing: expected the URL of the SQS queue"),
+        ({"MLBASE_BATCH_SIZE": "lots"}, "MLBASE_BATCH_SIZE='lots': expected an integer from 1 to 4096"),
+        ({"MLBASE_DEVICE": "tpu"}, "MLBASE_DEVICE='tpu': expected one of auto, cpu, cuda"),
+        ({"MLBASE_VISIBILITY_TIMEOUT_S": "5"}, "MLBASE_VISIBILITY_TIMEOUT_S='5': expected an integer from 30 to 43200"),
+    ],
+)
+def test_settings_errors_name_the_variable_the_value_and_what_is_allowed(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({**REQUIRED, **env})
+    assert str(error.value).startswith(message)
+
+
+def test_bad_setting_exits_non_zero_with_one_line() -> None:
+    env = {"PATH": "/usr/bin:/bin", **REQUIRED, "MLBASE_BATCH_SIZE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["worker: MLBASE_BATCH_SIZE='0': expected an integer from 1 to 4096"]
+
+
+def test_s3_event_keys_are_url_decoded() -> None:
+    body = json.dumps(s3_event("b", "uploads/u/my photo+1 é.jpg", '"abc"', 10))
+    parsed = parse_message(body)
+    assert parsed.kind == "uploads"
+    assert [(u.bucket, u.key, u.etag, u.size) for u in parsed.uploads] == [
+        ("b", "uploads/u/my photo+1 é.jpg", "abc", 10)
+    ]
+
+
+def test_sns_wrapped_event_test_event_and_removals() -> None:
+    inner = json.dumps(s3_event("b", "k", "e", 1))
+    assert parse_message(json.dumps({"Type": "Notification", "Message": inner})).uploads[0].key == "k"
+    assert parse_message(json.dumps({"Event": "s3:TestEvent", "Service": "Amazon S3"})).kind == "test_event"
+    removed = {"Records": [{"eventName": "ObjectRemoved:Delete", "s3": {}}]}
+    assert parse_message(json.dumps(removed)).kind == "ignored"
+    assert parse_message("[1, 2]").kind == "malformed"
+
+
+def test_result_put_is_conditional_on_key_and_etag(stack: Stack) -> None:
+    store = ResultStore(make_client("dynamodb", stack.endpoint, "ap-northeast-1"), stack.table, None, None, 30)
+    first = Result("b", "uploads/u/k.jpg", "e1", "v1", label="food", score=0.9)
+    assert store.write_many([first]) == [None]
+    assert store.write_many([Result("b", "uploads/u/k.jpg", "e1", "v2", label="other", score=0.8)]) == [None]
+    assert stack.results()["uploads/u/k.jpg"]["model_version"]["S"] == "v1"  # the duplicate did not overwrite
+    store.write_many([Result("b", "uploads/u/k.jpg", "e2", "v2", error="truncated_image")])
+    item = stack.results()["uploads/u/k.jpg"]
+    assert (item["etag"]["S"], item["error"]["S"], item["label"]) == ("e2", "truncated_image", {"NULL": True})
+    store.close()
+
+
+def test_protection_renews_before_expiry_and_is_a_no_op_without_an_agent(ecs_agent: AgentServer) -> None:
+    now = [0.0]
+    protection = ScaleInProtection(ecs_agent.url, minutes=10, clock=lambda: now[0])
+    protection.update(True)
+    protection.update(True)  # no change, no request
+    now[0] = 301.0  # past half the lifetime
+    protection.update(True)
+    protection.update(False)
+    assert [b["ProtectionEnabled"] for _, _, b in ecs_agent.requests] == [True, True, False]
+    silent = ScaleInProtection(None, minutes=10)
+    silent.update(True)
+    assert silent.enabled
+
+
+def test_protection_failure_is_logged_not_raised() -> None:
+    protection = ScaleInProtection("http://127.0.0.1:9", minutes=10)  # nothing listens on the discard port
+    protection.update(True)
+    assert not protection.enabled
+
+
+def test_emf_document_and_error_kinds() -> None:
+    stream = io.StringIO()
+    metrics = Metrics("ns", "w1", stream=stream)
+    metrics.record_image(12.0, 30.0, None)
+    metrics.record_image(10.0, None, "truncated_image")
+    metrics.record_batch(1, 5.0)
+    metrics.flush(force=True)
+    main, error = (json.loads(line) for line in stream.getvalue().splitlines())
+    definition = main["_aws"]["CloudWatchMetrics"][0]
+    assert definition["Namespace"] == "ns"
+    assert definition["Dimensions"] == [["Worker"]]
+    assert {m["Name"] for m in definition["Metrics"]} >= {
+        "ImagesPerSecond",
+        "DownloadMsP50",
+        "DecodeMsP90",
+        "BatchSize",
+    }
+    assert (main["Worker"], main["Images"], main["DecodeMsP50"]) == ("w1", 2, 30.0)
+    assert (error["ErrorKind"], error["Errors"]) == ("truncated_image", 1)
+
+
+def test_json_log_lines_carry_extra_fields() -> None:
+    import logging
+
+    record = logging.LogRecord("worker", logging.INFO, __file__, 1, "bad input", (), None)
+    record.key = "uploads/u/x.jpg"
+    line = json.loads(JsonFormatter("food-photo").format(record))
+    assert (line["level"], line["message"], line["key"], line["service"]) == (
+        "INFO",
+        "bad input",
+        "uploads/u/x.jpg",
+        "food-photo",
+    )
+
+
+def test_demo_training_learns_the_generated_task(demo_model: TrainResult) -> None:
+    assert demo_model.heldout_accuracy >= 0.85  # chance is 0.5
+    metadata = json.loads((demo_model.out_dir / "metadata.json").read_text())
+    assert metadata["version"].startswith("demo-")
+    assert (demo_model.out_dir / "model.safetensors").is_file()
+
+
+def test_classify_cli_prints_one_json_line_per_file(demo_model: TrainResult, tmp_path: Path) -> None:
+    good, bad = tmp_path / "plate.jpg", tmp_path / "broken.jpg"
+    good.write_bytes(jpeg("food", (400, 300), seed=9))
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    command = [sys.executable, "-m", "worker", "classify", "--weights", str(demo_model.out_dir), str(good), str(bad)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(good), str(bad)]
+    assert lines[0]["label"] == "food"
+    assert lines[0]["error"] is None
+    assert lines[0]["score"] >= 0.5
+    assert lines[1]["label"] is None
+    assert lines[1]["error"] in ("truncated_image", "corrupt_image", "not_an_image")
+    assert {line["model_version"] for line in lines} == {demo_model.metadata.version}
+
+
+def test_classify_without_weights_says_so_in_one_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "worker", "classify", "--weights", str(tmp_path), "x.jpg"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert len(done.stdout.strip().splitlines()) == 1
+    assert "no usable model" in done.stdout
+    assert "metadata.json" in done.stdout
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    done = subprocess.run(
+        [str(hadolint), str(REPO / "worker" / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
