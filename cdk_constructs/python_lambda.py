@@ -97,7 +97,7 @@ class PythonLambda(Construct):
         name: str,
         description: str,
         environment: dict[str, str] | None = None,
-        timeout: Duration = Duration.seconds(30),
+        timeout: Duration | None = None,
         memory_size: int = 256,
         reserved_concurrency: int = 5,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
@@ -122,7 +122,7 @@ class PythonLambda(Construct):
             layers=[common, powertools],
             description=description,
             environment={"POWERTOOLS_SERVICE_NAME": name, **(environment or {})},
-            timeout=timeout,
+            timeout=timeout or Duration.seconds(30),
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrency,
             log_group=self.log_group,
@@ -141,7 +141,8 @@ class PythonLambda(Construct):
                 "AWS-maintained policy limited to writing this function's logs.",
             ),
             (
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaVPCAccessExecutionRole]",
                 "AWS-maintained policy for the network interfaces a function in a VPC needs.",
             ),
             (
@@ -151,6 +152,13 @@ class PythonLambda(Construct):
             (
                 "AwsSolutions-IAM5[Resource::*]",
                 "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping.",
+            ),
+        )
+        acknowledge(
+            self.function,
+            (
+                "AwsSolutions-L1",
+                "Pinned to python3.13, the newest runtime the pinned Powertools layer is built for; bumped together.",
             ),
         )
         if vpc is None:

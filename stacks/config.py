@@ -276,8 +276,8 @@ class SecurityGroupRules(Model):
 class Slack(Model):
     """Names of Secrets Manager secrets (created by hand, never in a template) and the channel to post to."""
 
-    secret_name: str = "mlbase/slack"
-    signing_secret_name: str = "mlbase/slack-signing"
+    secret_name: str = "mlbase/slack"  # noqa: S105
+    signing_secret_name: str = "mlbase/slack-signing"  # noqa: S105
     channel: SlackChannelId | None = None
 
 
@@ -291,6 +291,18 @@ class Workbench(Model):
     admins: tuple[SlackUserId, ...] = ()
     hourly_prices_usd: dict[str, float] = Field(default_factory=dict)
     fallback_instance_types: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+
+class PhotoService(Model):
+    """The upload and results APIs in front of the workers (`config/workers/*.yaml` hold the workers themselves)."""
+
+    # iam: the app backend signs requests with SigV4 and passes the end user in x-mlbase-user-id.
+    # jwt: the phone calls with the app's identity-provider token; the user is the token's `sub`.
+    auth: Literal["iam", "jwt"] = "iam"
+    jwt_issuer: str | None = Field(default=None, pattern=r"^https://")
+    jwt_audience: tuple[str, ...] = ()
+    url_expiry_seconds: int = Field(default=300, ge=1, le=900)
+    app_backend_role_name: RoleName = "MlbaseAppBackend"
 
 
 class PlatformConfig(Model):
@@ -309,6 +321,7 @@ class PlatformConfig(Model):
     security_groups: SecurityGroupRules = SecurityGroupRules()
     slack: Slack = Slack()
     workbench: Workbench = Workbench()
+    photo_service: PhotoService = PhotoService()
 
 
 # --- config/workers/*.yaml --------------------------------------------------------------------------------------
@@ -378,6 +391,8 @@ class WorkerConfig(Model):
     scaling: Scaling
     batch_size: int = Field(default=32, ge=1, le=1024)
     stop_timeout_seconds: int = Field(default=120, ge=30, le=120)
+    # S3 key prefix whose uploads this worker classifies; two workers need non-overlapping prefixes.
+    input_prefix: str = Field(default="uploads/", pattern=r"^uploads/([a-z0-9-]+/)?$")
     model_uri: str = Field(pattern=r"^(s3://[a-z0-9.-]+/.+|/[^\s]+)$")
     result_ttl_days: int = Field(default=30, ge=1, le=3650)
     max_upload_mib: int = Field(default=20, ge=1, le=200)
@@ -412,6 +427,15 @@ def load_platform(path: Path | str | None = None) -> Platform:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(file.parent / "workers", "name", name, "each worker file needs a unique name")
+    for i, worker in enumerate(workers):
+        for other in workers[:i]:
+            if worker.input_prefix.startswith(other.input_prefix) or other.input_prefix.startswith(worker.input_prefix):
+                raise ConfigError(
+                    file.parent / "workers" / f"{worker.name}.yaml",
+                    "input_prefix",
+                    worker.input_prefix,
+                    f"overlaps worker {other.name}'s {other.input_prefix!r}; S3 sends each upload to one queue",
+                )
     return Platform(config=config, source=file, workers=workers)
 
 
@@ -554,6 +578,15 @@ def _cross_check(config: PlatformConfig, file: Path) -> None:
             f"must be longer than audit.object_lock_days ({config.audit.object_lock_days}): locked logs cannot expire",
         )
     _check_people(config, file)
+    if config.photo_service.auth == "jwt" and not (
+        config.photo_service.jwt_issuer and config.photo_service.jwt_audience
+    ):
+        raise ConfigError(
+            file,
+            "photo_service.jwt_issuer",
+            config.photo_service.jwt_issuer,
+            "auth: jwt needs jwt_issuer (https://...) and jwt_audience (your app's client IDs)",
+        )
     if config.audit.transition_days >= config.audit.expiration_days:
         raise ConfigError(
             file, "audit.transition_days", config.audit.transition_days, "must be shorter than audit.expiration_days"
@@ -577,7 +610,9 @@ def _check_people(config: PlatformConfig, file: Path) -> None:
         try:
             check_cuda_requirement(person.workstation.cuda, person.workstation.ami_version)
         except ValueError as err:
-            raise ConfigError(file, f"people[{i}].workstation.ami_version", person.workstation.ami_version, str(err)) from None
+            raise ConfigError(
+                file, f"people[{i}].workstation.ami_version", person.workstation.ami_version, str(err)
+            ) from None
 
 
 def _check_disjoint(cidrs: Iterable[tuple[str, str]], file: Path) -> None:

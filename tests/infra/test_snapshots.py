@@ -12,7 +12,14 @@ from tools.review.normalize import normalize_template
 
 STACKS = [
     "Production-Audit",
+    "Production-Identity",
+    "Production-Guardrails",
+    "Production-Network",
+    "Production-PhotoService",
+    "Research-Access",
     "Research-Audit",
+    "Research-Guardrails",
+    "Research-Network",
 ]
 
 

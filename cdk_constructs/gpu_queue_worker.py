@@ -1,0 +1,618 @@
+"""A GPU queue worker on ECS with EC2 capacity: queue + DLQ + alarms, GPU hosts, the service, SLA-driven scaling.
+
+Scaling is the policy `cdk_constructs.sla_scaling.derive_policy` computes from the worker's YAML (its module
+docstring has the formula), deployed here without change so that `python -m tools.scaling_sim` simulates exactly
+what runs:
+
+- target tracking on backlog per task = (visible + in flight) / desired tasks, 1-minute metric math, target =
+  images one task clears in `acceptable` seconds (35% of the SLA less the time a new task needs to start);
+- step scaling on the age of the oldest message (25/50/75% of the SLA add 10%/25%/100% of max tasks);
+- with `min_tasks: 0`, a wake-up step policy on visible messages while no task runs, and an idle policy that returns
+  to zero after `scale_in_idle_minutes` with nothing visible or in flight. In-flight messages count everywhere, so
+  the fleet never shrinks under work in hand; tasks holding messages also set ECS task scale-in protection.
+
+Unlike CDK's QueueProcessingEc2Service, the queue scales on an SLA rather than on depth alone, busy tasks are never
+scaled in, and the GPU hosts follow the tasks through a capacity provider with managed scaling and termination
+protection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cdk_constructs.nag import acknowledge
+from cdk_constructs.sla_scaling import MetricQuery, MetricSpec, ScalingPolicy, StepPolicy
+
+_COMPARISON = {
+    "GreaterThanOrEqualToThreshold": cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    "LessThanOrEqualToThreshold": cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+}
+_ADJUSTMENT = {
+    "ChangeInCapacity": appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+    "ExactCapacity": appscaling.AdjustmentType.EXACT_CAPACITY,
+    "PercentChangeInCapacity": appscaling.AdjustmentType.PERCENT_CHANGE_IN_CAPACITY,
+}
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What the construct needs of a worker definition (the stack maps the YAML model onto it)."""
+
+    name: str
+    image_dir: Path
+    gpu_count: int
+    cpu: int
+    memory_mib: int
+    instance_types: tuple[str, ...]
+    on_demand_base: int
+    on_demand_percentage_above_base: int
+    ami_ssm_parameter: str
+    root_volume_gib: int
+    visibility_timeout: Duration
+    max_receive_count: int
+    retention: Duration
+    dead_letter_retention: Duration
+    sla: Duration
+    stop_timeout: Duration
+    batch_size: int
+    model_uri: str
+    result_ttl_days: int
+    environment: dict[str, str]
+
+
+class GpuQueueWorker(Construct):
+    """Queue, dead-letter queue, GPU ECS service and its scaling, alarms and dashboard for one worker."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        spec: WorkerSpec,
+        policy: ScalingPolicy,
+        vpc: ec2.IVpc,
+        upload_bucket: s3.IBucket,
+        upload_prefix: str,
+        results_table: dynamodb.ITable,
+        results_topic: sns.ITopic,
+        alarm_topic: sns.ITopic,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.spec, self.policy = spec, policy
+        self._queues(spec)
+        self._cluster(spec, vpc)
+        self._service(spec, upload_bucket, upload_prefix, results_table, results_topic)
+        self._scaling(policy)
+        self._alarms(spec, alarm_topic)
+        self._dashboard(spec)
+
+    # --- queue ----------------------------------------------------------------------------------------------------
+
+    def _queues(self, spec: WorkerSpec) -> None:
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=spec.dead_letter_retention,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=spec.retention,
+            visibility_timeout=spec.visibility_timeout,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=spec.max_receive_count
+            ),
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            ("AwsSolutions-SQS3", "This queue is the dead-letter queue; a DLQ of a DLQ would only hide failures."),
+        )
+
+    # --- hosts ----------------------------------------------------------------------------------------------------
+
+    def _cluster(self, spec: WorkerSpec, vpc: ec2.IVpc) -> None:
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENHANCED)
+        self.host_security_group = ec2.SecurityGroup(
+            self,
+            "HostSecurityGroup",
+            vpc=vpc,
+            description=f"{spec.name} GPU hosts: no inbound",
+            allow_all_outbound=True,
+        )
+        user_data = ec2.UserData.for_linux()
+        host_role = iam.Role(
+            self,
+            "HostRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"{spec.name} GPU hosts: ECS agent",
+        )
+        acknowledge(
+            host_role,
+            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated ECS container-instance policy for this cluster."),
+            ("AwsSolutions-IAM5[Action::ecs:Submit*]", "ECS agent reports task and container state changes."),
+            (
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecs:DiscoverPollEndpoint and ecr:GetAuthorizationToken allow no scoping.",
+            ),
+        )
+        launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            machine_image=ec2.MachineImage.from_ssm_parameter(spec.ami_ssm_parameter, os=ec2.OperatingSystemType.LINUX),
+            instance_type=ec2.InstanceType(spec.instance_types[0]),
+            require_imdsv2=True,
+            http_put_response_hop_limit=2,
+            user_data=user_data,
+            security_group=self.host_security_group,
+            role=host_role,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        spec.root_volume_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3
+                    ),
+                )
+            ],
+            detailed_monitoring=True,
+        )
+        self.auto_scaling_group = autoscaling.AutoScalingGroup(
+            self,
+            "Hosts",
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            min_capacity=0,
+            max_capacity=max(1, self.policy.max_capacity),
+            mixed_instances_policy=autoscaling.MixedInstancesPolicy(
+                launch_template=launch_template,
+                launch_template_overrides=[
+                    autoscaling.LaunchTemplateOverrides(instance_type=ec2.InstanceType(t)) for t in spec.instance_types
+                ],
+                instances_distribution=autoscaling.InstancesDistribution(
+                    on_demand_base_capacity=spec.on_demand_base,
+                    on_demand_percentage_above_base_capacity=spec.on_demand_percentage_above_base,
+                    spot_allocation_strategy=autoscaling.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
+                    on_demand_allocation_strategy=autoscaling.OnDemandAllocationStrategy.PRIORITIZED,
+                ),
+            ),
+            capacity_rebalance=True,
+            new_instances_protected_from_scale_in=True,
+            group_metrics=[autoscaling.GroupMetrics.all()],
+            notifications=None,
+        )
+        self.capacity_provider = ecs.AsgCapacityProvider(
+            self,
+            "CapacityProvider",
+            auto_scaling_group=self.auto_scaling_group,
+            enable_managed_scaling=True,
+            enable_managed_termination_protection=True,
+            enable_managed_draining=True,
+            target_capacity_percent=100,
+            machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
+        )
+        self.cluster.add_asg_capacity_provider(self.capacity_provider)
+        # GPU scheduling and spot draining are off by default on the ECS agent.
+        user_data.add_commands(
+            "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config",
+            "echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config",
+            f"echo ECS_CONTAINER_STOP_TIMEOUT={int(spec.stop_timeout.to_seconds())}s >> /etc/ecs/ecs.config",
+        )
+        acknowledge(
+            self.auto_scaling_group,
+            (
+                "AwsSolutions-AS3",
+                "Scaling events are visible in ECS and CloudWatch; e-mail per launch would be noise at GPU fleet churn.",
+            ),
+            (
+                "NIST.800.53.R5-EC2IMDSv2Enabled",
+                "The launch template requires IMDSv2 (HttpTokens required); the rule reads launch configurations only.",
+            ),
+            (
+                "NIST.800.53.R5-AutoScalingGroupELBHealthCheckRequired",
+                "Queue workers serve no load balancer; ECS replaces unhealthy tasks.",
+            ),
+            (
+                "AwsSolutions-EC26",
+                "Root volume is encrypted in the launch template (cdk-nag reads only the ASG's own block devices).",
+            ),
+        )
+
+    # --- task and service -----------------------------------------------------------------------------------------
+
+    def _service(
+        self,
+        spec: WorkerSpec,
+        upload_bucket: s3.IBucket,
+        upload_prefix: str,
+        results_table: dynamodb.ITable,
+        results_topic: sns.ITopic,
+    ) -> None:
+        stack = Stack.of(self)
+        self.task_definition = ecs.Ec2TaskDefinition(self, "TaskDefinition", network_mode=ecs.NetworkMode.AWS_VPC)
+        self.task_definition.add_volume(name="tmp")
+        logs_key = kms.Key(self, "LogsKey", enable_key_rotation=True, description=f"{spec.name} worker logs")
+        logs_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            encryption_key=logs_key,
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        image = ecs.ContainerImage.from_asset(
+            str(spec.image_dir), platform=ecr_assets.Platform.LINUX_AMD64, exclude=["**/__pycache__", "tests"]
+        )
+        self.container = self.task_definition.add_container(
+            "Worker",
+            image=image,
+            cpu=spec.cpu,
+            memory_limit_mib=spec.memory_mib,
+            gpu_count=spec.gpu_count,
+            user="10001",
+            privileged=False,
+            readonly_root_filesystem=True,
+            stop_timeout=spec.stop_timeout,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.name, log_group=self.log_group),
+            environment={
+                "MLBASE_QUEUE_URL": self.queue.queue_url,
+                "MLBASE_UPLOAD_BUCKET": upload_bucket.bucket_name,
+                "MLBASE_RESULTS_TABLE": results_table.table_name,
+                "MLBASE_RESULTS_TOPIC_ARN": results_topic.topic_arn,
+                "MLBASE_MODEL_URI": spec.model_uri,
+                "MLBASE_BATCH_SIZE": str(spec.batch_size),
+                "MLBASE_VISIBILITY_TIMEOUT_S": str(int(spec.visibility_timeout.to_seconds())),
+                "MLBASE_STOP_TIMEOUT_S": str(int(spec.stop_timeout.to_seconds())),
+                "MLBASE_RESULT_TTL_DAYS": str(spec.result_ttl_days),
+                "MLBASE_WORKER_NAME": spec.name,
+                "MLBASE_METRICS_NAMESPACE": "mlbase/worker",
+                "MLBASE_DEVICE": "cuda",
+                **spec.environment,
+            },
+        )
+        self.container.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False))  # noqa: S108
+
+        role = self.task_definition.task_role
+        upload_bucket.grant_read(role, f"{upload_prefix}*")
+        self.queue.grant_consume_messages(role)
+        results_table.grant_write_data(role)
+        results_topic.grant_publish(role)
+        if spec.model_uri.startswith("s3://"):
+            bucket, _, prefix = spec.model_uri.removeprefix("s3://").partition("/")
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:aws:s3:::{bucket}/{prefix}*"])
+            )
+        # The ECS agent's task-protection endpoint calls UpdateTaskProtection with the task's own credentials.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+                resources=[f"arn:aws:ecs:{stack.region}:{stack.account}:task/{self.cluster.cluster_name}/*"],
+            )
+        )
+
+        self.service_security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=self.cluster.vpc,
+            description=f"{spec.name} tasks: no inbound, HTTPS out to AWS APIs",
+            allow_all_outbound=True,
+        )
+        self.service = ecs.Ec2Service(
+            self,
+            "Service",
+            cluster=self.cluster,
+            task_definition=self.task_definition,
+            desired_count=self.policy.min_capacity,
+            security_groups=[self.service_security_group],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            capacity_provider_strategies=[
+                ecs.CapacityProviderStrategy(capacity_provider=self.capacity_provider.capacity_provider_name, weight=1)
+            ],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            min_healthy_percent=50,
+            max_healthy_percent=200,
+            placement_strategies=[ecs.PlacementStrategy.packed_by_memory()],
+        )
+        bucket_id = stack.resolve((upload_bucket.node.default_child).logical_id)  # type: ignore[union-attr]
+        cluster_id = stack.resolve((self.cluster.node.default_child).logical_id)  # type: ignore[union-attr]
+        model_findings: list[tuple[str, str]] = []
+        if spec.model_uri.startswith("s3://"):
+            bucket, _, prefix = spec.model_uri.removeprefix("s3://").partition("/")
+            model_findings.append(
+                (
+                    f"AwsSolutions-IAM5[Resource::arn:aws:s3:::{bucket}/{prefix}*]",
+                    "Reads the model version named in the worker YAML: weights and metadata under that prefix only.",
+                )
+            )
+        acknowledge(
+            role,
+            (
+                "NIST.800.53.R5-IAMNoInlinePolicy",
+                "The task role's only policy is generated by CDK grants on this worker's queue, bucket prefix and table.",
+            ),
+            (
+                f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{upload_prefix}*]",
+                "Reads any photo under the upload prefix: which photo is decided by the queue messages.",
+            ),
+            ("AwsSolutions-IAM5[Action::s3:GetObject*]", "grant_read on the upload prefix (object and its tags)."),
+            ("AwsSolutions-IAM5[Action::s3:GetBucket*]", "grant_read: bucket location and settings for the SDK."),
+            ("AwsSolutions-IAM5[Action::s3:List*]", "grant_read: lists the upload prefix only."),
+            ("AwsSolutions-IAM5[Action::kms:GenerateDataKey*]", "Reads KMS-encrypted uploads (bucket key)."),
+            (
+                f"AwsSolutions-IAM5[Resource::arn:aws:ecs:{stack.region}:{stack.account}:task/<{cluster_id}>/*]",
+                "Task scale-in protection: task IDs are not known in advance; limited to this cluster.",
+            ),
+            *model_findings,
+        )
+        execution_role = self.task_definition.obtain_execution_role()
+        acknowledge(
+            execution_role,
+            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated policy: pull this image and write this log group."),
+            ("AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken supports no resource scoping."),
+        )
+        acknowledge(
+            self.task_definition,
+            ("AwsSolutions-ECS2", "Environment holds resource names only; no secrets are passed to the worker."),
+        )
+
+    # --- scaling --------------------------------------------------------------------------------------------------
+
+    def _dimensions(self, query: MetricQuery) -> dict[str, str]:
+        if query.resource == "queue":
+            return {"QueueName": self.queue.queue_name}
+        return {"ClusterName": self.cluster.cluster_name, "ServiceName": self.service.service_name}
+
+    def _math(self, spec: MetricSpec) -> cloudwatch.MathExpression:
+        period = Duration.seconds(spec.period_seconds)
+        return cloudwatch.MathExpression(
+            expression=spec.expression,
+            label=spec.label,
+            period=period,
+            using_metrics={
+                q.id: cloudwatch.Metric(
+                    namespace=q.namespace,
+                    metric_name=q.metric_name,
+                    dimensions_map=self._dimensions(q),
+                    statistic=q.statistic,
+                    period=period,
+                )
+                for q in spec.queries
+            },
+        )
+
+    def _scaling(self, policy: ScalingPolicy) -> None:
+        self.scalable_target = appscaling.ScalableTarget(
+            self,
+            "ScalableTarget",
+            service_namespace=appscaling.ServiceNamespace.ECS,
+            resource_id=f"service/{self.cluster.cluster_name}/{self.service.service_name}",
+            scalable_dimension="ecs:service:DesiredCount",
+            min_capacity=policy.min_capacity,
+            max_capacity=policy.max_capacity,
+        )
+        for tracking in policy.target_tracking:
+            appscaling.CfnScalingPolicy(
+                self,
+                f"TargetTracking{tracking.name.title().replace('-', '')}",
+                policy_name=f"{self.spec.name}-{tracking.name}",
+                policy_type="TargetTrackingScaling",
+                scaling_target_id=self.scalable_target.scalable_target_id,
+                target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
+                    target_value=tracking.target_value,
+                    disable_scale_in=tracking.disable_scale_in,
+                    scale_in_cooldown=tracking.scale_in_cooldown_seconds,
+                    scale_out_cooldown=tracking.scale_out_cooldown_seconds,
+                    customized_metric_specification=appscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
+                        metrics=[
+                            *(
+                                appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
+                                    id=q.id,
+                                    return_data=False,
+                                    metric_stat=appscaling.CfnScalingPolicy.TargetTrackingMetricStatProperty(
+                                        stat=q.statistic,
+                                        metric=appscaling.CfnScalingPolicy.TargetTrackingMetricProperty(
+                                            namespace=q.namespace,
+                                            metric_name=q.metric_name,
+                                            dimensions=[
+                                                appscaling.CfnScalingPolicy.TargetTrackingMetricDimensionProperty(
+                                                    name=k, value=v
+                                                )
+                                                for k, v in self._dimensions(q).items()
+                                            ],
+                                        ),
+                                    ),
+                                )
+                                for q in tracking.metric.queries
+                            ),
+                            appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
+                                id="backlog",
+                                expression=tracking.metric.expression,
+                                label=tracking.metric.label,
+                                return_data=True,
+                            ),
+                        ]
+                    ),
+                ),
+            )
+        self.step_alarms: dict[str, cloudwatch.Alarm] = {}
+        for step_policy in policy.step_policies:
+            self._step_policy(step_policy)
+
+    def _step_policy(self, p: StepPolicy) -> None:
+        cid = "".join(part.title() for part in p.name.split("-"))
+        action = appscaling.StepScalingAction(
+            self,
+            f"{cid}Action",
+            scaling_target=self.scalable_target,
+            adjustment_type=_ADJUSTMENT[p.adjustment_type],
+            cooldown=Duration.seconds(p.cooldown_seconds),
+            metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM,
+            min_adjustment_magnitude=p.min_adjustment_magnitude,
+            policy_name=f"{self.spec.name}-{p.name}",
+        )
+        for step in p.steps:
+            # Application Auto Scaling step bounds are offsets from the alarm threshold.
+            action.add_adjustment(
+                adjustment=step.adjustment,
+                lower_bound=None if step.lower is None else step.lower - p.threshold,
+                upper_bound=None if step.upper is None else step.upper - p.threshold,
+            )
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{cid}Alarm",
+            alarm_description=f"{self.spec.name}: {p.name} scaling ({p.metric.label})",
+            metric=self._math(p.metric),
+            threshold=p.threshold,
+            comparison_operator=_COMPARISON[p.comparison],
+            evaluation_periods=p.evaluation_periods,
+            datapoints_to_alarm=p.datapoints_to_alarm,
+            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+        )
+        alarm.add_alarm_action(cw_actions.ApplicationScalingAction(action))
+        self.step_alarms[p.name] = alarm
+
+    # --- alarms and dashboard -------------------------------------------------------------------------------------
+
+    def _alarms(self, spec: WorkerSpec, topic: sns.ITopic) -> None:
+        minute = Duration.minutes(1)
+        self.dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterAlarm",
+            alarm_description=f"{spec.name}: photos in the dead-letter queue (failed {spec.max_receive_count} times)",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=minute, statistic="Maximum"
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.sla_alarm = cloudwatch.Alarm(
+            self,
+            "SlaAlarm",
+            alarm_description=f"{spec.name}: oldest photo has waited 75% of the {int(spec.sla.to_minutes())}-minute SLA",
+            metric=self.queue.metric_approximate_age_of_oldest_message(period=minute, statistic="Maximum"),
+            threshold=int(spec.sla.to_seconds() * 0.75),
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        for alarm in (self.dlq_alarm, self.sla_alarm):
+            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+            alarm.add_ok_action(cw_actions.SnsAction(topic))
+
+    def _dashboard(self, spec: WorkerSpec) -> None:
+        minute = Duration.minutes(1)
+
+        def worker_metric(name: str, stat: str = "Average") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="mlbase/worker",
+                metric_name=name,
+                dimensions_map={"Worker": spec.name},
+                statistic=stat,
+                period=minute,
+            )
+
+        service_dims = {"ClusterName": self.cluster.cluster_name, "ServiceName": self.service.service_name}
+
+        def insights(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="ECS/ContainerInsights",
+                metric_name=name,
+                dimensions_map=service_dims,
+                statistic="Average",
+                period=minute,
+            )
+
+        sla_seconds = spec.sla.to_seconds()
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"mlbase-{spec.name}")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Age of oldest photo vs SLA",
+                left=[self.queue.metric_approximate_age_of_oldest_message(period=minute, statistic="Maximum")],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=sla_seconds, label="SLA", color="#d62728"),
+                    cloudwatch.HorizontalAnnotation(value=sla_seconds * 0.75, label="alarm (75%)", color="#ff7f0e"),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Backlog and in flight",
+                left=[
+                    self.queue.metric_approximate_number_of_messages_visible(period=minute, statistic="Maximum"),
+                    self.queue.metric_approximate_number_of_messages_not_visible(period=minute, statistic="Maximum"),
+                ],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Tasks: running and desired",
+                left=[insights("RunningTaskCount"), insights("DesiredTaskCount")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Images per second",
+                left=[worker_metric("ImagesPerSecond", "Sum"), worker_metric("Images", "Sum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Per-stage latency p90 (ms)",
+                left=[worker_metric("DownloadMsP90"), worker_metric("DecodeMsP90"), worker_metric("InferMsP90")],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Errors by kind",
+                left=[
+                    cloudwatch.MathExpression(
+                        expression=f"SEARCH('{{mlbase/worker,ErrorKind,Worker}} Worker=\"{spec.name}\" MetricName=\"Errors\"', 'Sum', 60)",
+                        label="errors",
+                        period=minute,
+                    )
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Dead-letter queue depth",
+                left=[
+                    self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=minute, statistic="Maximum"
+                    )
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="GPU utilization (%)",
+                left=[
+                    cloudwatch.MathExpression(
+                        expression="SEARCH('{CWAgent,AutoScalingGroupName} MetricName=\"nvidia_smi_utilization_gpu\"', 'Average', 60)",
+                        label="GPU",
+                        period=minute,
+                    )
+                ],
+                width=8,
+            ),
+        )
