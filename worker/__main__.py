@@ -14,7 +14,11 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.runner import Worker
+    from worker.settings import Settings
 
 
 def make_client(service: str, endpoint_url: str | None, region: str | None, pool: int = 10) -> Any:
@@ -25,30 +29,27 @@ def make_client(service: str, endpoint_url: str | None, region: str | None, pool
     return boto3.client(service, endpoint_url=endpoint_url, region_name=region, config=config)  # type: ignore[call-overload]
 
 
-def run(max_idle_polls: int | None = None) -> int:
-    from worker.settings import SettingsError, load_settings
+def build_worker(
+    settings: Settings,
+    *,
+    s3: Any = None,
+    dynamodb: Any = None,
+    metrics_stream: IO[str] | None = None,
+) -> Worker:
+    """Wire clients, model, decode pool and result store into a `Worker` (clients may be injected by tests).
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"worker: {exc}", file=sys.stderr)
-        return 2
-
-    from worker.model import ModelError, load_classifier, resolve_device
-    from worker.observability import Metrics, configure_logging
+    Raises `ModelError` when the model cannot be loaded.
+    """
+    from worker.model import load_classifier, resolve_device
+    from worker.observability import Metrics
     from worker.pipeline import Pipeline
     from worker.protection import ScaleInProtection
     from worker.results import ResultStore
     from worker.runner import Worker
 
-    configure_logging(settings.worker_name, settings.log_level)
     pool = settings.download_concurrency + 4
-    s3 = make_client("s3", settings.endpoint_url, settings.region, pool)
-    try:
-        classifier = load_classifier(settings.model_uri, resolve_device(settings.device), s3)
-    except ModelError as exc:
-        print(f"worker: {exc}", file=sys.stderr)
-        return 1
+    s3 = s3 or make_client("s3", settings.endpoint_url, settings.region, pool)
+    classifier = load_classifier(settings.model_uri, resolve_device(settings.device), s3)
     pipeline = Pipeline(
         classifier,
         decode_workers=settings.decode_workers,
@@ -58,21 +59,39 @@ def run(max_idle_polls: int | None = None) -> int:
     )
     pipeline.warm_up()
     store = ResultStore(
-        make_client("dynamodb", settings.endpoint_url, settings.region, 20),
+        dynamodb or make_client("dynamodb", settings.endpoint_url, settings.region, 20),
         settings.results_table,
         make_client("sns", settings.endpoint_url, settings.region, 20) if settings.results_topic_arn else None,
         settings.results_topic_arn,
         settings.result_ttl_days,
     )
-    worker = Worker(
+    return Worker(
         settings,
         pipeline,
         sqs=make_client("sqs", settings.endpoint_url, settings.region),
         s3=s3,
         store=store,
-        metrics=Metrics(settings.metrics_namespace, settings.worker_name),
+        metrics=Metrics(settings.metrics_namespace, settings.worker_name, stream=metrics_stream),
         protection=ScaleInProtection(settings.ecs_agent_uri, settings.protection_minutes),
     )
+
+
+def run(max_idle_polls: int | None = None) -> int:
+    from worker.model import ModelError
+    from worker.observability import configure_logging
+    from worker.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.worker_name, settings.log_level)
+    try:
+        worker = build_worker(settings)
+    except ModelError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
     signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
     code: int = worker.run(max_idle_polls=max_idle_polls)

@@ -15,12 +15,8 @@ import pytest
 
 from tests.conftest import REGION, client
 from worker import events, synthetic
-from worker.observability import Metrics
-from worker.pipeline import Pipeline
-from worker.protection import ScaleInProtection
-from worker.results import ResultStore
 from worker.runner import Worker
-from worker.settings import Settings, load_settings
+from worker.settings import load_settings
 from worker.train import TrainResult, train_demo
 
 
@@ -28,7 +24,7 @@ from worker.train import TrainResult, train_demo
 def demo_model(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     """A small demo model (64 px, narrow) trained once per session in a few seconds."""
     out = tmp_path_factory.mktemp("model")
-    return train_demo(out, samples=360, epochs=4, input_size=64, width=16, seed=3, show_progress=False)
+    return train_demo(out, samples=240, epochs=4, input_size=64, width=16, seed=3, show_progress=False)
 
 
 @dataclass
@@ -140,34 +136,11 @@ def run_worker(
     **overrides: str,
 ) -> RunOutcome:
     """Run the worker in-process against moto until the queue stays empty (or a stop `stop_after` seconds in)."""
-    from worker.__main__ import make_client
-    from worker.model import load_local, resolve_device
+    from worker.__main__ import build_worker
 
-    settings: Settings = load_settings(stack.env(model_dir, **overrides))
-    classifier = load_local(model_dir, resolve_device("cpu"))
-    pipeline = Pipeline(
-        classifier,
-        decode_workers=settings.decode_workers,
-        max_pixels=settings.max_pixels,
-        batch_size=settings.batch_size,
-        batch_timeout_s=settings.batch_timeout_ms / 1000,
-    )
     stream = io.StringIO()
-    store = ResultStore(
-        dynamodb or make_client("dynamodb", stack.endpoint, REGION),
-        settings.results_table,
-        make_client("sns", stack.endpoint, REGION),
-        settings.results_topic_arn,
-        settings.result_ttl_days,
-    )
-    worker = Worker(
-        settings,
-        pipeline,
-        sqs=make_client("sqs", stack.endpoint, REGION),
-        s3=s3 or make_client("s3", stack.endpoint, REGION),
-        store=store,
-        metrics=Metrics(settings.metrics_namespace, settings.worker_name, stream=stream),
-        protection=ScaleInProtection(settings.ecs_agent_uri, settings.protection_minutes),
+    worker = build_worker(
+        load_settings(stack.env(model_dir, **overrides)), s3=s3, dynamodb=dynamodb, metrics_stream=stream
     )
     timer = threading.Timer(stop_after, worker.request_stop) if stop_after is not None else None
     if timer:

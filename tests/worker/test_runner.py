@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from PIL import Image
 
 from tests.worker.conftest import AgentServer, Stack, jpeg, run_worker
@@ -129,7 +131,9 @@ def _always(status: int, code: str, operation: str, client: object) -> None:
 
 def test_throttled_download_is_retried_then_dead_lettered(stack: Stack, demo_model: TrainResult) -> None:
     stack.upload("uploads/u4/slow.jpg", jpeg())
-    s3 = make_client("s3", stack.endpoint, REGION)
+    s3 = boto3.client(
+        "s3", endpoint_url=stack.endpoint, region_name=REGION, config=Config(retries={"max_attempts": 1})
+    )  # no SDK retries: the queue's redelivery is what is under test
     _always(503, "SlowDown", "s3.GetObject", s3)
 
     run_worker(stack, demo_model.out_dir, s3=s3)
@@ -171,3 +175,24 @@ def test_scale_in_protection_is_set_while_busy_and_cleared_when_idle(
         {"ProtectionEnabled": False},
     ]
     assert list(stack.results()) == ["uploads/u5/p.jpg"]
+
+
+def test_visibility_is_extended_for_messages_held_long(stack: Stack, demo_model: TrainResult) -> None:
+    import time
+
+    from worker.__main__ import build_worker
+    from worker.runner import Held
+    from worker.settings import load_settings
+
+    stack.send("{}")
+    message = stack.sqs.receive_message(QueueUrl=stack.queue_url, VisibilityTimeout=1)["Messages"][0]
+    worker = build_worker(load_settings(stack.env(demo_model.out_dir, MLBASE_VISIBILITY_TIMEOUT_S="30")))
+    try:
+        worker._held["m"] = Held("m", message["ReceiptHandle"], 1, pending=1, extended_at=time.monotonic() - 16)
+        assert worker.extend_visibility() == 1
+        assert worker.extend_visibility() == 0  # not again until another half timeout has passed
+        time.sleep(1.5)  # the original 1 s visibility has lapsed
+        assert stack.drain(stack.queue_url) == []
+    finally:
+        worker.pipeline.close()
+        worker.store.close()

@@ -18,9 +18,9 @@ REGION = "ap-northeast-1"
 
 
 def test_sigterm_mid_batch_loses_no_message_and_duplicates_no_result(stack: Stack, demo_model: TrainResult) -> None:
-    keys = [f"uploads/u9/{i:03d}.jpg" for i in range(60)]
+    keys = [f"uploads/u9/{i:03d}.jpg" for i in range(40)]
     for i, key in enumerate(keys):
-        stack.upload(key, jpeg("food" if i % 2 else "other", (480, 360), seed=100 + i))
+        stack.upload(key, jpeg("food" if i % 2 else "other", (320, 240), seed=100 + i))
     env = {
         **os.environ,
         **stack.env(demo_model.out_dir, MLBASE_BATCH_SIZE="4", MLBASE_DOWNLOAD_CONCURRENCY="2"),
