@@ -1,0 +1,1 @@
+"""Architecture diagram drawn from the synthesized cloud assembly (``python -m tools.diagram``)."""
