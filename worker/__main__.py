@@ -40,7 +40,7 @@ def build_worker(
 
     Raises `ModelError` when the model cannot be loaded.
     """
-    from worker.model import load_classifier, resolve_device
+    from worker.model import load_classifier, resolve_device, share_cpu_with_decoders
     from worker.observability import Metrics
     from worker.pipeline import Pipeline
     from worker.protection import ScaleInProtection
@@ -50,6 +50,7 @@ def build_worker(
     pool = settings.download_concurrency + 4
     s3 = s3 or make_client("s3", settings.endpoint_url, settings.region, pool)
     classifier = load_classifier(settings.model_uri, resolve_device(settings.device), s3)
+    share_cpu_with_decoders(classifier.device, settings.decode_workers)
     pipeline = Pipeline(
         classifier,
         decode_workers=settings.decode_workers,

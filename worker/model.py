@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ModelError("MLBASE_DEVICE=cuda but no CUDA device is available")
     return torch.device(name)
+
+
+def share_cpu_with_decoders(device: torch.device, decode_workers: int) -> None:
+    """On a CPU-only host the decode processes already fill the cores; more model threads would only thrash."""
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - decode_workers))
 
 
 def device_description(device: torch.device) -> str:
