@@ -103,6 +103,7 @@ class PythonLambda(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         dead_letter_queue: sqs.IQueue | None = None,
         vpc: ec2.IVpc | None = None,
+        function_name: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         source = LAMBDAS_DIR / name
@@ -118,6 +119,7 @@ class PythonLambda(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=f"lambdas.{name}.handler.handler",
+            function_name=function_name,
             code=lambda_.Code.from_asset(_stage({f"lambdas/{name}": source}, prefix=name)),
             layers=[common, powertools],
             description=description,

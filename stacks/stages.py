@@ -17,6 +17,7 @@ from stacks.guardrails import GuardrailsStack
 from stacks.identity import IdentityStack
 from stacks.network import ProductionNetworkStack, ResearchNetworkStack
 from stacks.photo_service import PhotoServiceStack
+from stacks.workbench import WorkbenchStack
 
 
 class ProductionStage(Stage):
@@ -50,8 +51,13 @@ class ResearchStage(Stage):
         self.audit = ResearchAuditStack(self, "Audit", cfg=cfg)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="research")
         self.network = ResearchNetworkStack(self, "Network", platform=platform)
-        # The Workbench stack (researcher instances, idle monitor, /gpu bot) joins this stage once it holds resources:
-        # its Lambdas and AMI templates exist (lambdas/idle_monitor, lambdas/chatops, packer/), the stack does not yet.
+        self.workbench = WorkbenchStack(
+            self,
+            "Workbench",
+            platform=platform,
+            vpc=self.network.research_vpc,
+            notifications=self.guardrails.notifications_topic,
+        )
 
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"

@@ -20,6 +20,7 @@ STACKS = [
     "Research-Audit",
     "Research-Guardrails",
     "Research-Network",
+    "Research-Workbench",
 ]
 
 
