@@ -87,7 +87,8 @@ class Bastion(Construct):
             allow_all_outbound=True,
         )
         for cidr in ssh_allowed_cidrs:
-            self.security_group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(22), "SSH from a configured range")
+            peer = ec2.Peer.ipv6(cidr) if ipaddress.ip_network(cidr).version == 6 else ec2.Peer.ipv4(cidr)
+            self.security_group.add_ingress_rule(peer, ec2.Port.tcp(22), "SSH from a configured range")
 
         self.role = iam.Role(
             self,
