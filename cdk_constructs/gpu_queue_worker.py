@@ -36,6 +36,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge
@@ -50,6 +51,10 @@ _ADJUSTMENT = {
     "ExactCapacity": appscaling.AdjustmentType.EXACT_CAPACITY,
     "PercentChangeInCapacity": appscaling.AdjustmentType.PERCENT_CHANGE_IN_CAPACITY,
 }
+
+
+# Construct ID of the singleton function behind every AwsCustomResource in a stack (fixed by aws-cdk-lib).
+_SDK_CALL_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,7 @@ class GpuQueueWorker(Construct):
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
         )
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
+        self._teardown(spec)
         # GPU scheduling and spot draining are off by default on the ECS agent.
         user_data.add_commands(
             "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config",
@@ -237,6 +243,68 @@ class GpuQueueWorker(Construct):
                 "Root volume is encrypted in the launch template (cdk-nag reads only the ASG's own block devices).",
             ),
         )
+
+    def _teardown(self, spec: WorkerSpec) -> None:
+        """Let `cdk destroy` finish: with managed termination protection, ECS marks every host protected from
+        scale-in, and CloudFormation's own ASG deletion waits forever for hosts it may not terminate (aws-cdk#18179).
+
+        This custom resource is deleted after the capacity provider and its cluster association (they depend on it)
+        and before the group (it depends on the group); its delete call force-deletes the group, which terminates
+        the hosts regardless of protection. CloudFormation then finds the group gone and moves on.
+        """
+        asg_name = self.auto_scaling_group.auto_scaling_group_name
+        stack = Stack.of(self)
+        teardown = cr.AwsCustomResource(
+            self,
+            "HostsTeardown",
+            on_delete=cr.AwsSdkCall(
+                service="AutoScaling",
+                action="deleteAutoScalingGroup",
+                parameters={"AutoScalingGroupName": asg_name, "ForceDelete": True},
+                ignore_error_codes_matching="ValidationError",
+            ),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["autoscaling:DeleteAutoScalingGroup"],
+                        resources=[
+                            f"arn:aws:autoscaling:{stack.region}:{stack.account}:autoScalingGroup:*:"
+                            f"autoScalingGroupName/{asg_name}"
+                        ],
+                    )
+                ]
+            ),
+            install_latest_aws_sdk=False,
+        )
+        teardown.node.add_dependency(self.auto_scaling_group)
+        self.capacity_provider.node.add_dependency(teardown)
+        acknowledge(
+            teardown,
+            (
+                "AwsSolutions-IAM5[Resource::arn:aws:autoscaling:"
+                f"{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/<{_logical_id(self.auto_scaling_group)}>]",
+                "The group's UUID is only known after creation; the name pins this one group.",
+            ),
+            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated: one delete call on this worker's host group."),
+        )
+        # CDK's shared SDK-call function (one per stack) that runs the delete above, only at stack deletion.
+        provider = stack.node.try_find_child(_SDK_CALL_PROVIDER)
+        if provider is not None:
+            reason = (
+                "CDK's shared deploy-time SDK-call function; runs once, at stack deletion, with no input from users."
+            )
+            acknowledge(
+                provider,
+                (
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaBasicExecutionRole]",
+                    reason,
+                ),
+                ("NIST.800.53.R5-LambdaConcurrency", reason),
+                ("NIST.800.53.R5-LambdaDLQ", reason),
+                ("NIST.800.53.R5-LambdaInsideVPC", reason),
+                ("NIST.800.53.R5-CloudWatchLogGroupEncrypted", "Its log holds the SDK call's status only."),
+            )
 
     # --- task and service -----------------------------------------------------------------------------------------
 
@@ -333,6 +401,11 @@ class GpuQueueWorker(Construct):
             max_healthy_percent=200,
             placement_strategies=[ecs.PlacementStrategy.packed_by_memory()],
         )
+        # Delete the service (and so its tasks) before the cluster's capacity provider association; otherwise
+        # CloudFormation may remove the association first and fail with "capacity provider is in use".
+        # The association is created inside the cluster construct at synthesis; a dependency on the whole construct
+        # covers it.
+        self.service.node.add_dependency(self.cluster)
         bucket_id = stack.resolve((upload_bucket.node.default_child).logical_id)  # type: ignore[union-attr]
         cluster_id = stack.resolve((self.cluster.node.default_child).logical_id)  # type: ignore[union-attr]
         model_findings: list[tuple[str, str]] = []
@@ -616,3 +689,12 @@ class GpuQueueWorker(Construct):
                 width=8,
             ),
         )
+
+
+def _logical_id(construct: Construct) -> str:
+    """Logical ID of a construct's main CloudFormation resource, as cdk-nag prints it in finding IDs."""
+    from aws_cdk import CfnElement
+
+    child = construct.node.default_child
+    assert isinstance(child, CfnElement)
+    return str(Stack.of(construct).resolve(child.logical_id))

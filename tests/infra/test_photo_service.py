@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -209,3 +210,21 @@ def test_a_second_yaml_file_is_a_second_complete_service(tmp_path: Path) -> None
         for c in notif["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     )
     assert prefixes == ["uploads/food/", "uploads/receipts/"]
+
+
+def test_stack_deletion_cannot_hang_on_protected_hosts(t: dict[str, Any]) -> None:
+    """Deletion order: service -> capacity provider association -> capacity provider -> teardown -> host group.
+
+    The teardown's delete force-deletes the group, so hosts that ECS protected from scale-in do not stall the stack.
+    """
+    (teardown_id, teardown) = next(iter(resources_of(t, "Custom::AWS").items()))
+    (asg_id,) = resources_of(t, "AWS::AutoScaling::AutoScalingGroup")
+    (provider,) = resources_of(t, "AWS::ECS::CapacityProvider").values()
+    (association_id,) = resources_of(t, "AWS::ECS::ClusterCapacityProviderAssociations")
+    (service,) = resources_of(t, "AWS::ECS::Service").values()
+    delete = json.dumps(teardown["Properties"]["Delete"])
+    assert "deleteAutoScalingGroup" in delete
+    assert '\\"ForceDelete\\":true' in delete
+    assert asg_id in teardown["DependsOn"]
+    assert teardown_id in provider["DependsOn"]
+    assert association_id in service["DependsOn"]
