@@ -23,8 +23,13 @@ from stacks.config import Platform, PlatformConfig
 
 # Session Manager logs are audit records of who did what on the way in; the config has no field for them yet.
 SESSION_LOG_RETENTION_DAYS = 365
-# The management VPC's private hosts call SSM (sessions) and CloudWatch Logs (session logs), nothing else.
-MANAGEMENT_ENDPOINTS = (*SSM_ENDPOINTS, ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS)
+# The management VPC has no NAT: its host reaches SSM (sessions), KMS (session encryption) and CloudWatch Logs
+# (session logs) through endpoints, and nothing else.
+MANAGEMENT_ENDPOINTS = (
+    *SSM_ENDPOINTS,
+    ec2.InterfaceVpcEndpointAwsService.KMS,
+    ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+)
 
 
 def retention_at_least(days: int) -> logs.RetentionDays:
@@ -124,7 +129,8 @@ class ProductionNetworkStack(Stack):
                 peer_vpc_id=net.peering.research_vpc_id,
                 peer_cidr=net.research.cidr,
                 peer_account=research.account_id,
-                peer_region=research.region,
+                # Only for a peer in another region; CloudFormation expects it unset otherwise.
+                peer_region=research.region if research.region != cfg.accounts.production.region else None,
                 peer_role_arn=accepter_role_arn(cfg),
             )
             CfnOutput(

@@ -250,7 +250,7 @@ WORKLOAD = {"ecr.api", "ecr.dkr", "logs", "sqs", "ssm", "ssmmessages", "ec2messa
 @pytest.mark.parametrize(
     ("stack", "name", "interface"),
     [
-        (PROD_NET, "management", {"ssm", "ssmmessages", "ec2messages", "logs"}),
+        (PROD_NET, "management", {"ssm", "ssmmessages", "ec2messages", "kms", "logs"}),
         (PROD_NET, "production", WORKLOAD),
         (RESEARCH_NET, "research", WORKLOAD),
     ],
@@ -486,7 +486,6 @@ def test_management_research_peering_uses_the_accepter_role(variant: Templates) 
     assert cross == [
         {
             "PeerOwnerId": RESEARCH,
-            "PeerRegion": "ap-northeast-1",
             "PeerRoleArn": f"arn:aws:iam::{RESEARCH}:role/MlbasePeeringAccepter",
             "PeerVpcId": RESEARCH_VPC_ID,
             "VpcId": {"Ref": vpc_of(t, "management")},
