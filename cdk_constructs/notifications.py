@@ -18,8 +18,9 @@ from constructs import Construct
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
 
-# AWS services that publish to the topic directly; each must be able to use the topic's key.
-PUBLISHING_SERVICES = ("budgets.amazonaws.com", "events.amazonaws.com", "cloudwatch.amazonaws.com")
+# AWS services that publish to the topic directly and must be able to use its key. EventBridge is not listed: the
+# CDK grants it on the key when a rule targets the topic.
+PUBLISHING_SERVICES = ("budgets.amazonaws.com", "cloudwatch.amazonaws.com")
 # Slack calls per message inside one invocation, and the longest wait between them (lambdas/slack_notify).
 SLACK_ATTEMPTS = 4
 SLACK_MAX_DELAY_SECONDS = 8
