@@ -195,7 +195,8 @@ class Network(Model):
     management: Vpc
     production: Vpc
     research: Vpc
-    nat_gateways: int = Field(default=1, ge=0, le=4)
+    # At least one: GPU hosts, workstations and Lambdas in private subnets need a way out (Slack, package mirrors).
+    nat_gateways: int = Field(default=1, ge=1, le=4)
     flow_logs: FlowLogs = FlowLogs()
     bastion: Bastion = Bastion()
     peering: Peering = Peering()

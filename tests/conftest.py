@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,6 +16,19 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 REGION = "ap-northeast-1"
+
+
+@pytest.fixture(scope="session")
+def cloud_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole app synthesized once per test session (in-process, as `make synth` does through the CLI)."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from stacks.config import load_platform
+    from stacks.stages import build_app
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    build_app(load_platform(), outdir=str(outdir)).synth()
+    return outdir
 
 
 @pytest.fixture(scope="session")

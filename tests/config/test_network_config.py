@@ -87,12 +87,12 @@ def test_accepter_role_name_must_be_an_iam_name(tmp_path: Path) -> None:
     assert "network.peering.accepter_role_name: 'peering accepter': must be an IAM role name" in line
 
 
-@pytest.mark.parametrize("bad", [-1, 5])
-def test_nat_gateways_between_0_and_4(tmp_path: Path, bad: int) -> None:
+@pytest.mark.parametrize(("bad", "allowed"), [(0, "greater than or equal to 1"), (5, "less than or equal to 4")])
+def test_nat_gateways_between_1_and_4(tmp_path: Path, bad: int, allowed: str) -> None:
     data = base()
     data["network"]["nat_gateways"] = bad
     line = error_for(tmp_path, data)
-    assert f"network.nat_gateways: {bad}:" in line
+    assert f"network.nat_gateways: {bad}: Input should be {allowed}" in line
 
 
 def test_flow_log_destination_is_cloudwatch_or_s3(tmp_path: Path) -> None:

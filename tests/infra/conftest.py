@@ -26,13 +26,6 @@ def synth_templates(config: Path | None, outdir: Path) -> dict[str, dict[str, An
 
 
 @pytest.fixture(scope="session")
-def cloud_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    build_app(load_platform(), outdir=str(outdir)).synth()
-    return outdir
-
-
-@pytest.fixture(scope="session")
 def templates(cloud_assembly: Path) -> dict[str, dict[str, Any]]:
     return {name: template for _, name, template in stacks_in(cloud_assembly)}
 

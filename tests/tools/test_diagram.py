@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,17 +159,9 @@ MAIN_TYPES_TO_SHOW = {
 
 
 @pytest.fixture(scope="module")
-def current_synth(tmp_path_factory: pytest.TempPathFactory) -> list[StackTemplate]:
-    """`cdk synth` of the working tree, the way `make synth` runs it."""
-    cli = REPO_ROOT / "node_modules" / ".bin" / "cdk"
-    if not (REPO_ROOT / "app.py").exists() or not cli.exists():
-        pytest.skip("no app.py or CDK CLI in this checkout")
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    env = dict(os.environ, JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION="1", CDK_DISABLE_CLI_TELEMETRY="true")
-    cmd = [str(cli), "synth", "--quiet", "--no-notices", "--output", str(outdir)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return load_assembly(outdir)
+def current_synth(cloud_assembly: Path) -> list[StackTemplate]:
+    """The session's synth of the working tree (the same app `make synth` builds)."""
+    return load_assembly(cloud_assembly)
 
 
 @pytest.mark.slow
