@@ -123,13 +123,18 @@ def test_unknown_key_is_refused_with_the_allowed_keys(tmp_path: Path) -> None:
     data = base()
     data["network"]["nat_gateway"] = 1
     line = error_for(tmp_path, data)
-    assert "network.nat_gateway: 'nat_gateway': unknown key; allowed here: management, nat_gateways" in line
+    assert (
+        "network.nat_gateway: 'nat_gateway': unknown key; allowed here: bastion, flow_logs, management, nat_gateways,"
+        in line
+    )
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     data = base()
     data["acounts"] = {}
-    assert "acounts: 'acounts': unknown key; allowed here: accounts, allowed_regions" in error_for(tmp_path, data)
+    assert "acounts: 'acounts': unknown key; allowed here: access, accounts, allowed_regions, audit," in error_for(
+        tmp_path, data
+    )
 
 
 def test_missing_section_is_named(tmp_path: Path) -> None:
