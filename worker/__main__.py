@@ -130,7 +130,7 @@ def train(args: argparse.Namespace) -> int:
     from worker.train import train_demo, train_folder
 
     if args.demo:
-        result = train_demo(args.demo, samples=args.samples, epochs=args.epochs or 6)
+        result = train_demo(args.demo, samples=args.samples, epochs=args.epochs or 4)
     else:
         if not args.data_dir or not args.out:
             print("worker train: give DATA_DIR and --out DIR, or --demo OUT_DIR")
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train.add_argument("--demo", metavar="OUT_DIR", help="train the demo model on generated photos")
     p_train.add_argument("--weights", help="start from this model directory")
     p_train.add_argument("--epochs", type=int)
-    p_train.add_argument("--samples", type=int, default=1600, help="generated photos for --demo")
+    p_train.add_argument("--samples", type=int, default=600, help="generated photos for --demo")
     args = parser.parse_args(argv)
     if args.command == "classify":
         return classify(args.weights, args.files, args.max_pixels, args.device)

@@ -206,7 +206,7 @@ def _model(weights: str | None, tmp: Path) -> tuple[Any, Path]:
     from worker.model import ModelMetadata, build_model, load_local, resolve_device, save
 
     if weights is None:
-        metadata = ModelMetadata(version="bench-random", input_size=128, width=24)
+        metadata = ModelMetadata(version="bench-random", input_size=96, width=16)
         save(build_model(metadata), metadata, tmp / "model")
         weights = str(tmp / "model")
     return load_local(weights, resolve_device("auto")), Path(weights)

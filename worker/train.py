@@ -4,9 +4,11 @@ photos (`--demo`). Images go through the same `decode` as in production, so trai
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,22 +55,27 @@ def load_folder(root: Path, classes: Sequence[str], size: int, max_pixels: int) 
     return np.stack(arrays), np.asarray(labels, dtype=np.int64)
 
 
+def _generated(args: tuple[int, int, int]) -> tuple[np.ndarray, int]:
+    index, size, seed = args
+    rng = random.Random(seed * 1_000_003 + index)
+    label = index % 2
+    width = rng.randint(size * 2, size * 4)
+    height = int(width * rng.choice((0.75, 1.0, 1.33)))
+    data = synthetic.photo(synthetic.LABELS[label], width, height, seed * 1_000_003 + index, rng.randint(70, 95))
+    pixels = decode.decode(data, size, 10**9).pixels
+    assert pixels is not None
+    return pixels, label
+
+
 def generated_set(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` generated photos (half food), JPEG-encoded at varied sizes and decoded as in production."""
-    rng = random.Random(seed)
-    arrays, labels = [], []
-    for i in range(count):
-        label = i % 2
-        width = rng.randint(size * 2, size * 4)
-        height = int(width * rng.choice((0.75, 1.0, 1.33)))
-        data = synthetic.photo(
-            synthetic.LABELS[label], width, height, seed * 1_000_003 + i, quality=rng.randint(70, 95)
-        )
-        pixels = decode.decode(data, size, 10**9).pixels
-        assert pixels is not None
-        arrays.append(pixels)
-        labels.append(label)
-    return np.stack(arrays), np.asarray(labels, dtype=np.int64)
+    jobs = [(i, size, seed) for i in range(count)]
+    if count >= 200 and (os.cpu_count() or 1) > 1:
+        with ProcessPoolExecutor() as pool:
+            pairs = list(pool.map(_generated, jobs, chunksize=16))
+    else:
+        pairs = [_generated(job) for job in jobs]
+    return np.stack([p for p, _ in pairs]), np.asarray([label for _, label in pairs], dtype=np.int64)
 
 
 def _to_tensor(arrays: np.ndarray, metadata: ModelMetadata) -> torch.Tensor:
@@ -171,10 +178,10 @@ def _rich_progress(description: str) -> tuple[Progress, Callable[[], None]]:
 def train_demo(
     out_dir: Path | str,
     *,
-    samples: int = 1600,
-    epochs: int = 6,
-    input_size: int = 128,
-    width: int = 24,
+    samples: int = 600,
+    epochs: int = 4,
+    input_size: int = 96,
+    width: int = 16,
     seed: int = 7,
     show_progress: bool = True,
 ) -> TrainResult:
