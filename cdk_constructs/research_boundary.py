@@ -49,6 +49,33 @@ PEERING_CHANGES = (
     "ec2:ModifyVpcPeeringConnectionOptions",
     "ec2:RejectVpcPeeringConnection",
 )
+# Changes to network plumbing and keys; denied on what the platform's stacks created (CloudFormation tags each such
+# resource with aws:cloudformation:stack-name, and nobody can change an aws: tag).
+STACK_RESOURCE_CHANGES = (
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateNetworkAclEntry",
+    "ec2:CreateRoute",
+    "ec2:DeleteFlowLogs",
+    "ec2:DeleteInternetGateway",
+    "ec2:DeleteNatGateway",
+    "ec2:DeleteNetworkAclEntry",
+    "ec2:DeleteRoute",
+    "ec2:DeleteRouteTable",
+    "ec2:DeleteSecurityGroup",
+    "ec2:DeleteSubnet",
+    "ec2:DeleteVpc",
+    "ec2:DetachInternetGateway",
+    "ec2:DisassociateRouteTable",
+    "ec2:ModifySecurityGroupRules",
+    "ec2:ReplaceNetworkAclAssociation",
+    "ec2:ReplaceNetworkAclEntry",
+    "ec2:ReplaceRoute",
+    "ec2:ReplaceRouteTableAssociation",
+    "ec2:RevokeSecurityGroupIngress",
+    "kms:DisableKey",
+    "kms:PutKeyPolicy",
+    "kms:ScheduleKeyDeletion",
+)
 # Changes to the platform's own resources outside CloudFormation (functions, topics, queues, rules, log groups).
 PLATFORM_RESOURCE_CHANGES = (
     "cloudformation:CreateChangeSet",
@@ -87,12 +114,13 @@ class ResearchBoundary(Construct):
     """A customer-managed policy (`policy`) used as the permission boundary of ResearchDeveloper.
 
     It allows everything, then denies, whatever the identity policy says:
-    - editing or deleting this boundary policy;
+    - editing or deleting this boundary policy or any policy named `<policy_prefix>*` (the platform's);
     - creating a role or user, or setting a boundary, unless the boundary is this policy; removing a boundary;
     - changing, passing or assuming protected roles (`protected_roles`: the guardrail, deploy, peering and
       break-glass roles, as IAM name patterns);
     - stopping or changing the trail and AWS Config (recorder, delivery, rules, remediation);
-    - any change to VPC peering connections;
+    - any change to VPC peering connections, and to the routes, network ACLs, security groups, gateways, flow logs
+      and KMS keys that the platform's stacks created;
     - changing the platform's stacks and their resources (names starting with `protected_stack_prefix`), and the
       platform's budgets (names starting with `budget_prefix`).
     Roles created inside the boundary inherit it, so privilege cannot be laundered through a new role.
@@ -107,6 +135,7 @@ class ResearchBoundary(Construct):
         account: str,
         protected_roles: Sequence[str],
         protected_stack_prefix: str,
+        policy_prefix: str,
         budget_prefix: str,
     ) -> None:
         super().__init__(scope, id_)
@@ -124,7 +153,7 @@ class ResearchBoundary(Construct):
                     "iam:DeletePolicyVersion",
                     "iam:SetDefaultPolicyVersion",
                 ],
-                resources=[self.policy_arn],
+                resources=[self.policy_arn, f"arn:aws:iam::{account}:policy/{policy_prefix}*"],
             ),
             iam.PolicyStatement(
                 sid="DenyPrincipalsWithoutBoundary",
@@ -161,6 +190,13 @@ class ResearchBoundary(Construct):
                 effect=iam.Effect.DENY,
                 actions=list(PEERING_CHANGES),
                 resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="DenyPlatformStackResourceChanges",
+                effect=iam.Effect.DENY,
+                actions=list(STACK_RESOURCE_CHANGES),
+                resources=["*"],
+                conditions={"StringLike": {"aws:ResourceTag/aws:cloudformation:stack-name": f"{prefix}*"}},
             ),
             iam.PolicyStatement(
                 sid="DenyPlatformResourceChanges",

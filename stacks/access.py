@@ -105,6 +105,7 @@ class AccessStack(Stack):
             account=account,
             protected_roles=protected_role_patterns(cfg, stack_prefix=stack_prefix),
             protected_stack_prefix=stack_prefix,
+            policy_prefix=f"{cfg.project}-",
             budget_prefix=f"{cfg.project}-",
         )
         self.roles: dict[str, iam.Role] = {}

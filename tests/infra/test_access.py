@@ -115,7 +115,7 @@ def test_boundary_allows_everything_else(access: dict[str, Any]) -> None:
 def test_boundary_protects_itself(access: dict[str, Any]) -> None:
     deny = boundary_statements(access)["DenyBoundaryChanges"]
     assert deny["Effect"] == "Deny"
-    assert deny["Resource"] == BOUNDARY_ARN
+    assert set(deny["Resource"]) == {BOUNDARY_ARN, f"arn:aws:iam::{RESEARCH}:policy/mlbase-*"}
     assert set(deny["Action"]) == {
         "iam:CreatePolicyVersion",
         "iam:DeletePolicy",
@@ -157,7 +157,12 @@ def test_boundary_denies_audit_peering_and_platform_changes(access: dict[str, An
     platform = statements["DenyPlatformResourceChanges"]
     assert f"arn:aws:cloudformation:*:{RESEARCH}:stack/Research-*/*" in platform["Resource"]
     assert "lambda:UpdateFunctionCode" in platform["Action"]
-    for sid in ("DenyAuditChanges", "DenyPeeringChanges", "DenyPlatformResourceChanges"):
+    stack_made = statements["DenyPlatformStackResourceChanges"]
+    assert {"ec2:CreateRoute", "ec2:AuthorizeSecurityGroupIngress", "kms:ScheduleKeyDeletion"} <= set(
+        stack_made["Action"]
+    )
+    assert stack_made["Condition"] == {"StringLike": {"aws:ResourceTag/aws:cloudformation:stack-name": "Research-*"}}
+    for sid in statements.keys() - {"AllowWithinBoundary"}:
         assert statements[sid]["Effect"] == "Deny"
 
 
