@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, Stack, Stage
+from aws_cdk import CfnOutput, Duration, Stack, Stage
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -37,6 +37,14 @@ def role_name(cfg: PlatformConfig, role: str) -> str:
 
 def role_arn(cfg: PlatformConfig, role: str) -> str:
     return f"arn:aws:iam::{cfg.accounts.research.account_id}:role/{role_name(cfg, role)}"
+
+
+def switch_role_url(cfg: PlatformConfig, role: str) -> str:
+    """The console's switch-role link for a research role."""
+    return (
+        "https://signin.aws.amazon.com/switchrole"
+        f"?roleName={role_name(cfg, role)}&account={cfg.accounts.research.account_id}&displayName={role}"
+    )
 
 
 def user_path(cfg: PlatformConfig) -> str:
@@ -130,6 +138,13 @@ class AccessStack(Stack):
                 description=descriptions[role],
                 managed=managed[role],
                 boundary=self.boundary.policy if role == RESEARCH_DEVELOPER else None,
+            )
+        for role in self.roles:
+            CfnOutput(
+                self,
+                f"{role}SwitchRoleUrl",
+                description=f"Console link that switches a signed-in production user to {role_name(cfg, role)}",
+                value=switch_role_url(cfg, role),
             )
         developer = self.roles.get(RESEARCH_DEVELOPER)
         if developer is not None:

@@ -196,3 +196,12 @@ def test_group_table_and_trust_agree() -> None:
     )
     assert role_arn(cfg, "PlatformAdmin") == f"arn:aws:iam::{RESEARCH}:role/mlbase-PlatformAdmin"
     assert "Research-*" in protected_role_patterns(cfg, stack_prefix="Research-")
+
+
+def test_switch_role_links_are_outputs(access: dict[str, Any]) -> None:
+    outputs = {k: v["Value"] for k, v in access["Outputs"].items() if k.endswith("SwitchRoleUrl")}
+    assert outputs["ResearchDeveloperSwitchRoleUrl"] == (
+        "https://signin.aws.amazon.com/switchrole"
+        f"?roleName=mlbase-ResearchDeveloper&account={RESEARCH}&displayName=ResearchDeveloper"
+    )
+    assert len(outputs) == 3
