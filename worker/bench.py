@@ -41,6 +41,7 @@ class Report:
     model_images_per_s: float = 0.0
     e2e_local_images_per_s: float = 0.0
     e2e_moto_images_per_s: float | None = None
+    spread: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def bound(self) -> float:
@@ -224,12 +225,13 @@ def print_table(report: Report) -> None:
     print()
     print("| stage | images/s |")
     print("|---|---:|")
-    print(f"| decode only ({report.decode_workers} processes, draft) | {report.decode_images_per_s:.1f} |")
-    print(f"| model only | {report.model_images_per_s:.1f} |")
-    print(f"| end to end, local bytes | {report.e2e_local_images_per_s:.1f} |")
+    print(f"| decode only ({report.decode_workers} processes, draft; median) | {report.decode_images_per_s:.1f} |")
+    print(f"| model only (median) | {report.model_images_per_s:.1f} |")
+    print(f"| end to end, local bytes (median) | {report.e2e_local_images_per_s:.1f} |")
     if report.e2e_moto_images_per_s is not None:
         print(f"| end to end, through moto server | {report.e2e_moto_images_per_s:.1f} |")
     print()
+    print(f"rounds (images/s): {json.dumps(report.spread)}")
     print(f"end-to-end (local) / min(decode, model) = {data['e2e_local_ratio']:.2f}")
     if "e2e_moto_ratio" in data:
         print(f"end-to-end (moto) / min(decode, model) = {data['e2e_moto_ratio']:.2f}")
@@ -242,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="4032x3024,2048x2048,1280x960", help="photo sizes, WxH, comma-separated")
     parser.add_argument("--count", type=int, default=12, help="photos per size")
     parser.add_argument("--repeat", type=int, default=2, help="passes over the photos for decode and local end to end")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds; medians are reported")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the generated photos")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode processes")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -266,9 +269,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         samples = {f"{w}x{h}": photos[n * args.count] for n, (w, h) in enumerate(sizes)}
         report.single_core_ms = single_core_ms(samples, classifier.input_size)
-        report.decode_images_per_s = decode_throughput(photos, classifier.input_size, args.workers, args.repeat)
-        report.model_images_per_s = model_throughput(classifier, args.batch_size)
-        report.e2e_local_images_per_s = e2e_local(classifier, photos, args.workers, args.batch_size, args.repeat)
+        # Alternate the measurements and keep the medians: on a shared machine, background load comes and goes.
+        decode_runs, model_runs, e2e_runs = [], [], []
+        for _ in range(args.rounds):
+            decode_runs.append(decode_throughput(photos, classifier.input_size, args.workers, args.repeat))
+            model_runs.append(model_throughput(classifier, args.batch_size, seconds=1.5))
+            e2e_runs.append(e2e_local(classifier, photos, args.workers, args.batch_size, args.repeat))
+        report.decode_images_per_s = statistics.median(decode_runs)
+        report.model_images_per_s = statistics.median(model_runs)
+        report.e2e_local_images_per_s = statistics.median(e2e_runs)
+        report.spread = {
+            "decode": [round(v, 1) for v in decode_runs],
+            "model": [round(v, 1) for v in model_runs],
+            "e2e_local": [round(v, 1) for v in e2e_runs],
+        }
         if not args.skip_moto:
             report.e2e_moto_images_per_s = e2e_moto(model_dir, photos, args.workers, args.batch_size)
     if args.json:
