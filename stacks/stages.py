@@ -30,6 +30,8 @@ class ProductionStage(Stage):
         self.audit = ProductionAuditStack(self, "Audit", cfg=cfg)
         self.identity = IdentityStack(self, "Identity", platform=platform)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="production")
+        # Config rules need the account's Config recorder, which the Audit stack creates.
+        self.guardrails.add_dependency(self.audit)
         self.network = ProductionNetworkStack(self, "Network", platform=platform)
         self.photo_service = PhotoServiceStack(
             self,
@@ -50,6 +52,7 @@ class ResearchStage(Stage):
         self.access = AccessStack(self, "Access", platform=platform)
         self.audit = ResearchAuditStack(self, "Audit", cfg=cfg)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="research")
+        self.guardrails.add_dependency(self.audit)
         self.network = ResearchNetworkStack(self, "Network", platform=platform)
         self.workbench = WorkbenchStack(
             self,
