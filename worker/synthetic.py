@@ -94,3 +94,18 @@ def jpeg_bytes(image: Image.Image, quality: int = 90, exif_orientation: int | No
 def photo(label: str, width: int, height: int, seed: int, quality: int = 90) -> bytes:
     """A generated phone-style JPEG."""
     return jpeg_bytes(render(label, width, height, seed), quality)
+
+
+def decoded_sample(args: tuple[int, int, int]) -> tuple[np.ndarray, int]:
+    """Training sample `index` of a generated set: a photo of varied size and quality, decoded as in production."""
+    from worker import decode
+
+    index, size, seed = args
+    rng = random.Random(seed * 1_000_003 + index)
+    label = index % 2
+    width = rng.randint(size * 2, size * 4)
+    height = int(width * rng.choice((0.75, 1.0, 1.33)))
+    data = photo(LABELS[label], width, height, seed * 1_000_003 + index, rng.randint(70, 95))
+    pixels = decode.decode(data, size, 10**9).pixels
+    assert pixels is not None
+    return pixels, label

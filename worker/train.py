@@ -4,8 +4,8 @@ photos (`--demo`). Images go through the same `decode` as in production, so trai
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -55,26 +55,15 @@ def load_folder(root: Path, classes: Sequence[str], size: int, max_pixels: int) 
     return np.stack(arrays), np.asarray(labels, dtype=np.int64)
 
 
-def _generated(args: tuple[int, int, int]) -> tuple[np.ndarray, int]:
-    index, size, seed = args
-    rng = random.Random(seed * 1_000_003 + index)
-    label = index % 2
-    width = rng.randint(size * 2, size * 4)
-    height = int(width * rng.choice((0.75, 1.0, 1.33)))
-    data = synthetic.photo(synthetic.LABELS[label], width, height, seed * 1_000_003 + index, rng.randint(70, 95))
-    pixels = decode.decode(data, size, 10**9).pixels
-    assert pixels is not None
-    return pixels, label
-
-
 def generated_set(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` generated photos (half food), JPEG-encoded at varied sizes and decoded as in production."""
     jobs = [(i, size, seed) for i in range(count)]
     if count >= 200 and (os.cpu_count() or 1) > 1:
-        with ProcessPoolExecutor() as pool:
-            pairs = list(pool.map(_generated, jobs, chunksize=16))
+        # forkserver: the children need only Pillow and numpy, not a copy of this process and its threads.
+        with ProcessPoolExecutor(mp_context=multiprocessing.get_context("forkserver")) as pool:
+            pairs = list(pool.map(synthetic.decoded_sample, jobs, chunksize=16))
     else:
-        pairs = [_generated(job) for job in jobs]
+        pairs = [synthetic.decoded_sample(job) for job in jobs]
     return np.stack([p for p, _ in pairs]), np.asarray([label for _, label in pairs], dtype=np.int64)
 
 

@@ -142,6 +142,22 @@ def test_throttled_download_is_retried_then_dead_lettered(stack: Stack, demo_mod
     assert len(stack.drain(stack.dlq_url)) == 1
 
 
+def test_download_timeout_is_retried_then_dead_lettered(stack: Stack, demo_model: TrainResult) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    stack.upload("uploads/u4/timeout.jpg", jpeg())
+    s3 = boto3.client("s3", endpoint_url=stack.endpoint, region_name=REGION, config=Config(retries={"max_attempts": 1}))
+
+    def time_out(**_: object) -> None:
+        raise ReadTimeoutError(endpoint_url=stack.endpoint)
+
+    s3.meta.events.register("before-send.s3.GetObject", time_out)
+    run_worker(stack, demo_model.out_dir, s3=s3)
+
+    assert stack.results() == {}
+    assert len(stack.drain(stack.dlq_url)) == 1
+
+
 def test_throttled_result_write_is_retried_then_dead_lettered(stack: Stack, demo_model: TrainResult) -> None:
     stack.upload("uploads/u4/w.jpg", jpeg())
     dynamodb = make_client("dynamodb", stack.endpoint, REGION)
