@@ -40,6 +40,7 @@ def build_worker(
 
     Raises `ModelError` when the model cannot be loaded.
     """
+    from worker.gpu_decode import GpuDecoder, torchvision_available
     from worker.model import load_classifier, resolve_device, share_cpu_with_decoders
     from worker.observability import Metrics
     from worker.pipeline import Pipeline
@@ -51,12 +52,16 @@ def build_worker(
     s3 = s3 or make_client("s3", settings.endpoint_url, settings.region, pool)
     classifier = load_classifier(settings.model_uri, resolve_device(settings.device), s3)
     share_cpu_with_decoders(classifier.device, settings.decode_workers)
+    gpu_decoder = None
+    if settings.gpu_decode == "auto" and classifier.device.type == "cuda" and torchvision_available():
+        gpu_decoder = GpuDecoder(classifier.input_size, classifier.device)
     pipeline = Pipeline(
         classifier,
         decode_workers=settings.decode_workers,
         max_pixels=settings.max_pixels,
         batch_size=settings.batch_size,
         batch_timeout_s=settings.batch_timeout_ms / 1000,
+        gpu_decoder=gpu_decoder,
     )
     pipeline.warm_up()
     store = ResultStore(

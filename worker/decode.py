@@ -87,7 +87,8 @@ def _decode(data: bytes, size: int, max_pixels: int, draft: bool) -> tuple[np.nd
         except UnidentifiedImageError:
             raise _DecodeError(HEIC_UNSUPPORTED if is_heif(data) else NOT_AN_IMAGE) from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise _DecodeError(CORRUPT_IMAGE, str(exc)) from None
+            code = TRUNCATED_IMAGE if "truncated" in str(exc).lower() else CORRUPT_IMAGE
+            raise _DecodeError(code, str(exc)) from None
         with image:
             source_size = image.size
             if image.width * image.height > max_pixels:

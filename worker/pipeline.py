@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from worker import decode
+from worker.gpu_decode import Candidate, GpuDecoder, inspect
 from worker.model import Classifier, Prediction
 
 
@@ -34,6 +36,14 @@ class Item:
     prediction: Prediction | None = None
     infer_ms: float | None = None
     started: float = field(default_factory=time.monotonic)
+    raw: bytes | None = None  # JPEG bytes waiting for the GPU decoder
+    candidate: Candidate | None = None
+    tensor: torch.Tensor | None = None  # decoded on the GPU (HWC uint8)
+
+    @property
+    def has_image(self) -> bool:
+        pixels = self.decoded is not None and self.decoded.pixels is not None
+        return self.failure is None and (pixels or self.raw is not None or self.tensor is not None)
 
 
 class Pipeline:
@@ -46,6 +56,7 @@ class Pipeline:
         batch_size: int,
         batch_timeout_s: float,
         draft: bool = True,
+        gpu_decoder: GpuDecoder | None = None,
     ) -> None:
         self.classifier = classifier
         self.decode_workers = decode_workers
@@ -53,6 +64,8 @@ class Pipeline:
         self.batch_size = batch_size
         self.batch_timeout_s = batch_timeout_s
         self.draft = draft
+        self.gpu_decoder = gpu_decoder
+        self._cpu_outstanding = 0
         self.ready: queue.Queue[Item] = queue.Queue()
         self._pool_lock = threading.Lock()
         self._pool = self._new_pool()
@@ -73,12 +86,25 @@ class Pipeline:
             future.result()
 
     def submit(self, item: Item, data: bytes) -> None:
-        """Decode `data` in the pool; the item lands on `ready` when done (or failed)."""
+        """Decode `data` (GPU for plain JPEGs when enabled, else the pool); the item lands on `ready`."""
+        # The CPU decoders keep a short queue and the GPU takes the overflow, so both stay busy.
+        if self.gpu_decoder is not None and self._cpu_outstanding >= 2 * self.decode_workers:
+            candidate = inspect(data, self.max_pixels)
+            if candidate is not None:
+                item.raw, item.candidate = data, candidate
+                self.ready.put(item)
+                return
+        self._submit_cpu(item, data)
+
+    def _submit_cpu(self, item: Item, data: bytes) -> None:
         with self._pool_lock:
             pool = self._pool
+            self._cpu_outstanding += 1
         try:
             future = pool.submit(decode.decode, data, self.classifier.input_size, self.max_pixels, draft=self.draft)
         except (BrokenProcessPool, RuntimeError) as exc:
+            with self._pool_lock:
+                self._cpu_outstanding -= 1
             self._replace_pool(pool)
             item.failure = exc
             self.ready.put(item)
@@ -86,6 +112,8 @@ class Pipeline:
         future.add_done_callback(lambda f: self._decoded(item, f, pool))
 
     def _decoded(self, item: Item, future: Future[decode.Decoded], pool: ProcessPoolExecutor) -> None:
+        with self._pool_lock:
+            self._cpu_outstanding -= 1
         try:
             item.decoded = future.result()
             item.error = item.decoded.error
@@ -116,7 +144,7 @@ class Pipeline:
                 if should_stop():
                     return None
         batch = [first]
-        images = int(first.decoded is not None and first.decoded.pixels is not None)
+        images = int(first.has_image)
         deadline = time.monotonic() + self.batch_timeout_s
         while images < self.batch_size:
             remaining = deadline - time.monotonic()
@@ -125,26 +153,60 @@ class Pipeline:
             except queue.Empty:
                 break
             batch.append(item)
-            images += int(item.decoded is not None and item.decoded.pixels is not None)
+            images += int(item.has_image)
         return batch
 
-    def infer(self, batch: list[Item]) -> None:
-        """Classify the decoded items of `batch` in place; a model failure marks them for retry."""
-        todo = [i for i in batch if i.decoded is not None and i.decoded.pixels is not None and i.failure is None]
-        if not todo:
-            return
-        start = time.perf_counter()
+    def infer(self, batch: list[Item]) -> list[Item]:
+        """Classify the batch in place; returns the items it settled (GPU rejects go back to the CPU decoders)."""
+        deferred = self._decode_on_gpu(batch)
+        todo = [i for i in batch if i.has_image and id(i) not in deferred]
+        if todo:
+            start = time.perf_counter()
+            try:
+                predictions = self.classifier.predict(self._stack(todo))
+            except Exception as exc:  # e.g. CUDA out of memory: retry these photos later
+                for item in todo:
+                    item.failure = exc
+            else:
+                elapsed = (time.perf_counter() - start) * 1000
+                for item, prediction in zip(todo, predictions, strict=True):
+                    item.prediction = prediction
+                    item.infer_ms = elapsed
+        return [i for i in batch if id(i) not in deferred]
+
+    def _decode_on_gpu(self, batch: list[Item]) -> set[int]:
+        waiting = [i for i in batch if i.raw is not None and i.failure is None]
+        if not waiting or self.gpu_decoder is None:
+            return set()
+        files = [(i.raw, i.candidate) for i in waiting if i.raw is not None and i.candidate is not None]
         try:
-            pixels = [i.decoded.pixels for i in todo if i.decoded is not None and i.decoded.pixels is not None]
-            predictions = self.classifier.predict(np.stack(pixels))
+            tensors, elapsed = self.gpu_decoder.decode(files)
         except Exception as exc:
-            for item in todo:
+            for item in waiting:
                 item.failure = exc
-            return
-        elapsed = (time.perf_counter() - start) * 1000
-        for item, prediction in zip(todo, predictions, strict=True):
-            item.prediction = prediction
-            item.infer_ms = elapsed
+            return set()
+        deferred: set[int] = set()
+        for item, tensor, (data, _) in zip(waiting, tensors, files, strict=True):
+            item.raw = None
+            if tensor is None:
+                deferred.add(id(item))
+                self._submit_cpu(item, data)
+            else:
+                item.tensor = tensor
+                item.decoded = decode.Decoded(None, None, elapsed / len(waiting))
+        return deferred
+
+    def _stack(self, items: list[Item]) -> np.ndarray | torch.Tensor:
+        if all(i.tensor is None for i in items):
+            return np.stack([i.decoded.pixels for i in items if i.decoded is not None and i.decoded.pixels is not None])
+        device = self.classifier.device
+        parts = []
+        for item in items:
+            if item.tensor is not None:
+                parts.append(item.tensor.to(device))
+            elif item.decoded is not None and item.decoded.pixels is not None:
+                parts.append(torch.from_numpy(item.decoded.pixels).to(device))
+        return torch.stack(parts)
 
     def close(self) -> None:
         with self._pool_lock:

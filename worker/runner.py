@@ -213,7 +213,7 @@ class Worker:
             batch = self.pipeline.next_batch(self._closing.is_set)
             if batch is None:
                 break
-            self.pipeline.infer(batch)
+            batch = self.pipeline.infer(batch)
             classified = [i for i in batch if i.prediction is not None]
             if classified:
                 self.metrics.record_batch(len(classified), classified[0].infer_ms or 0.0)

@@ -43,6 +43,8 @@ class Settings:
     protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     log_level: str = "INFO"
+    # nvJPEG decoding of plain JPEGs when the model runs on CUDA and torchvision is installed (`off` to disable).
+    gpu_decode: str = "auto"
 
 
 def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
@@ -126,5 +128,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_delay_s=_get(env, "MLBASE_RETRY_DELAY_S", integer(0, 43_200), 30),
         protection_minutes=_get(env, "MLBASE_PROTECTION_MINUTES", integer(1, 2880), 60),
         ecs_agent_uri=_get(env, "ECS_AGENT_URI", text, None),
+        gpu_decode=_get(env, "MLBASE_GPU_DECODE", _choice("auto", "off"), "auto"),
         log_level=_get(env, "MLBASE_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     )

@@ -1,0 +1,93 @@
+"""The nvJPEG path, exercised on the CPU: torchvision's decoder is replaced by a Pillow stand-in with the same contract
+(list of 1-D uint8 tensors in, CHW uint8 RGB tensors out, RuntimeError for a bad file)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from tests.worker.conftest import jpeg
+from worker import synthetic
+from worker.gpu_decode import GpuDecoder, inspect, orient, resize_crop
+from worker.model import load_local
+from worker.pipeline import Item, Pipeline
+from worker.train import TrainResult
+
+
+def _pillow_decode(tensors: list[torch.Tensor]) -> Sequence[torch.Tensor]:
+    out = []
+    for tensor in tensors:
+        try:
+            image = Image.open(io.BytesIO(tensor.numpy().tobytes())).convert("RGB")
+        except Exception as exc:
+            raise RuntimeError(f"nvjpeg stand-in: {exc}") from None
+        out.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
+    return out
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches_pillow(orientation: int) -> None:
+    pixels = np.arange(3 * 4 * 3, dtype=np.uint8).reshape(3, 4, 3)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(_png_with_exif(image, exif)))))
+    got = orient(torch.from_numpy(pixels).permute(2, 0, 1), orientation).permute(1, 2, 0).numpy()
+    assert np.array_equal(got, expected)
+
+
+def _png_with_exif(image: Image.Image, exif: Image.Exif) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_resize_crop_gives_a_square_hwc_uint8_tensor() -> None:
+    result = resize_crop(torch.zeros(3, 300, 400, dtype=torch.uint8), 64)
+    assert tuple(result.shape) == (64, 64, 3)
+    assert result.dtype == torch.uint8
+
+
+def test_only_plain_jpegs_within_the_limit_go_to_the_gpu() -> None:
+    assert inspect(jpeg(), 10**8) is not None
+    assert inspect(synthetic.jpeg_bytes(Image.new("RGB", (40, 30)), exif_orientation=6), 10**8).orientation == 6  # type: ignore[union-attr]
+    assert inspect(jpeg(), 100) is None  # over the pixel limit: the CPU path reports too_many_pixels
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (40, 30)).save(cmyk, format="JPEG")
+    assert inspect(cmyk.getvalue(), 10**8) is None
+    assert inspect(b"\x89PNG\r\n\x1a\n", 10**8) is None
+
+
+def test_pipeline_shares_jpegs_between_cpu_and_gpu_and_falls_back_on_rejects(demo_model: TrainResult) -> None:
+    classifier = load_local(demo_model.out_dir, torch.device("cpu"))
+    decoder = GpuDecoder(classifier.input_size, torch.device("cpu"), decode_fn=_pillow_decode)
+    pipeline = Pipeline(
+        classifier, decode_workers=1, max_pixels=10**8, batch_size=8, batch_timeout_s=0.05, gpu_decoder=decoder
+    )
+    photos = [jpeg("food" if i % 2 else "other", (320, 240), seed=i) for i in range(12)]
+    # A JPEG header the stand-in cannot decode: nvJPEG rejects it, the CPU decoder reports what is wrong.
+    broken = photos[0][: len(photos[0]) // 3]
+    assert inspect(broken, 10**8) is not None
+    try:
+        for n, data in enumerate([*photos, broken]):
+            pipeline.submit(Item(n), data)
+        settled: list[Item] = []
+        for _ in range(200):
+            batch = pipeline.next_batch(lambda: False, poll_s=0.05)
+            assert batch is not None
+            settled.extend(pipeline.infer(batch))
+            if len(settled) == len(photos) + 1:
+                break
+    finally:
+        pipeline.close()
+    by_ref = {item.ref: item for item in settled}
+    assert sorted(by_ref) == list(range(len(photos) + 1))  # each photo settled exactly once
+    assert all(by_ref[n].prediction is not None for n in range(len(photos)))
+    assert any(by_ref[n].tensor is not None for n in range(len(photos)))  # some went through the GPU path
+    assert by_ref[len(photos)].prediction is None
+    assert by_ref[len(photos)].error == "truncated_image"
