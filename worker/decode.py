@@ -139,9 +139,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, _WHITE)
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if mode in ("RGB", "L", "P", "1", "CMYK", "YCbCr", "LAB", "HSV"):
-        return image.convert("RGB")
-    if mode.startswith(("I;16", "BGR")):
+    if mode in ("L", "P", "1", "CMYK", "YCbCr", "LAB", "HSV") or mode.startswith("BGR"):
         return image.convert("RGB")
     raise _DecodeError(UNSUPPORTED_FORMAT, f"image mode {mode}")
 

@@ -216,7 +216,8 @@ def train_folder(
     model = build_model(metadata)
     if init_weights is not None:
         base = load_local(init_weights, torch.device("cpu"))
-        metadata = ModelMetadata(**{**base.metadata.__dict__, "version": metadata.version})
+        extra = {"base_version": base.metadata.version}
+        metadata = ModelMetadata(**{**base.metadata.__dict__, "version": metadata.version, "extra": extra})
         model = base.model.float()
     images, labels = load_folder(Path(data_dir), metadata.classes, metadata.input_size, max_pixels)
     update, stop = _rich_progress("training") if show_progress else (None, lambda: None)

@@ -190,3 +190,30 @@ def test_dockerfile_is_hadolint_clean() -> None:
         [str(hadolint), str(REPO / "worker" / "Dockerfile")], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_fine_tuning_on_an_image_folder_writes_a_model(demo_model: TrainResult, tmp_path: Path) -> None:
+    from worker.train import train_folder
+
+    for label in ("food", "other"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(12):
+            (tmp_path / "data" / label / f"{i}.jpg").write_bytes(jpeg(label, (200, 150), seed=500 + i))
+    (tmp_path / "data" / "food" / "notes.txt").write_text("not an image, skipped")
+    (tmp_path / "data" / "food" / "broken.jpg").write_bytes(b"\xff\xd8\xff nope")
+
+    result = train_folder(
+        tmp_path / "data",
+        tmp_path / "out",
+        epochs=2,
+        version="food-test",
+        init_weights=demo_model.out_dir,
+        show_progress=False,
+    )
+
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["version"] == "food-test"
+    assert metadata["input_size"] == demo_model.metadata.input_size  # inherited from the starting model
+    assert metadata["extra"]["base_version"] == demo_model.metadata.version
+    assert 0.0 <= result.heldout_accuracy <= 1.0
+    assert (tmp_path / "out" / "model.safetensors").stat().st_size > 10_000
