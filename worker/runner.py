@@ -273,7 +273,7 @@ class Worker:
             else:
                 finished.append((held.message_id, held.receipt))
         with self._lock:
-            self.processed += len(writable)
+            self.processed += sum(1 for item in writable if item.failure is None)
         self._delete(finished)
 
     def _finish(self, job: Job, failed: bool) -> Held | None:
