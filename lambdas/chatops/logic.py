@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from lambdas.common.roster import RosterEntry, parse_roster
+
 SIGNATURE_VERSION: Final = "v0"
 MAX_CLOCK_SKEW_SECONDS: Final = 5 * 60
 KEEP_UNTIL_TAG: Final = "keep-until"
@@ -63,13 +65,6 @@ class SignatureProblem(StrEnum):
 
 class CommandError(ValueError):
     """A command that cannot be run as typed; the message is shown to the caller."""
-
-
-@dataclass(frozen=True)
-class RosterEntry:
-    name: str
-    slack_user_id: str
-    instance_type: str
 
 
 @dataclass(frozen=True)
@@ -125,25 +120,6 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         slack_api_base=env.get("MLBASE_SLACK_API_BASE") or None,
         keep_max_hours=keep_max,
     )
-
-
-def parse_roster(raw: str) -> dict[str, RosterEntry]:
-    """`MLBASE_ROSTER`: a JSON list of {"name", "slack_user_id", "instance_type"}, keyed here by name."""
-    try:
-        items = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"MLBASE_ROSTER is not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise ValueError("MLBASE_ROSTER must be a JSON list of {name, slack_user_id, instance_type}")
-    roster: dict[str, RosterEntry] = {}
-    for index, item in enumerate(items):
-        keys = ("name", "slack_user_id", "instance_type")
-        if not isinstance(item, dict) or not all(isinstance(item.get(key), str) and item[key] for key in keys):
-            raise ValueError(f"MLBASE_ROSTER[{index}] needs non-empty strings name, slack_user_id, instance_type")
-        if item["name"] in roster:
-            raise ValueError(f"MLBASE_ROSTER[{index}].name {item['name']!r} appears twice")
-        roster[item["name"]] = RosterEntry(item["name"], item["slack_user_id"], item["instance_type"])
-    return roster
 
 
 def parse_fallbacks(raw: str) -> dict[str, tuple[str, ...]]:

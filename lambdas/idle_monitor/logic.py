@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from lambdas.common.roster import RosterEntry, parse_roster
+
 MANAGED_TAG: Final = "mlbase:managed"
 OWNER_TAG: Final = "Owner"
 SLACK_USER_TAG: Final = "SlackUserId"
@@ -47,13 +49,6 @@ class Activity(StrEnum):
     IDLE = "idle"
     BUSY = "busy"
     UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class RosterEntry:
-    name: str
-    slack_user_id: str
-    instance_type: str
 
 
 @dataclass(frozen=True)
@@ -161,26 +156,6 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         keep_max_hours=_number(env, "MLBASE_KEEP_MAX_HOURS", 168.0, low=1.0, high=24 * 90),
         gpu_namespace=env.get("MLBASE_GPU_METRIC_NAMESPACE") or DEFAULT_GPU_NAMESPACE,
     )
-
-
-def parse_roster(raw: str) -> dict[str, RosterEntry]:
-    """`MLBASE_ROSTER`: a JSON list of {"name", "slack_user_id", "instance_type"}, keyed here by name."""
-    try:
-        items = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"MLBASE_ROSTER is not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise ValueError("MLBASE_ROSTER must be a JSON list of {name, slack_user_id, instance_type}")
-    roster: dict[str, RosterEntry] = {}
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or not all(
-            isinstance(item.get(key), str) and item[key] for key in ("name", "slack_user_id", "instance_type")
-        ):
-            raise ValueError(f"MLBASE_ROSTER[{index}] needs non-empty strings name, slack_user_id, instance_type")
-        if item["name"] in roster:
-            raise ValueError(f"MLBASE_ROSTER[{index}].name {item['name']!r} appears twice")
-        roster[item["name"]] = RosterEntry(item["name"], item["slack_user_id"], item["instance_type"])
-    return roster
 
 
 def parse_prices(raw: str) -> dict[str, float]:
