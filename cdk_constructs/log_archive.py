@@ -11,6 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.access_logs import access_log_bucket
 from cdk_constructs.nag import acknowledge
 
 # S3 prefix under which AWS Config writes its snapshots and history; CloudTrail writes under AWSLogs/ at the root.
@@ -92,40 +93,7 @@ class LogArchive(Construct):
         )
         self._grant_services_on_key(source_accounts)
 
-        self.access_log_bucket = s3.Bucket(
-            self,
-            "AccessLogBucket",
-            # Server access log delivery supports SSE-S3 only.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="ExpireAccessLogs",
-                    expiration=Duration.days(expiration_days),
-                    noncurrent_version_expiration=Duration.days(30),
-                )
-            ],
-        )
-        acknowledge(
-            self.access_log_bucket,
-            ("AwsSolutions-S1", "This bucket is the access-log sink; logging it into itself would loop."),
-            (
-                "NIST.800.53.R5-S3BucketLoggingEnabled",
-                "This bucket is the access-log sink; logging it into itself would loop.",
-            ),
-            (
-                "NIST.800.53.R5-S3DefaultEncryptionKMS",
-                "S3 server access log delivery only supports SSE-S3 on the target bucket.",
-            ),
-            (
-                "NIST.800.53.R5-S3BucketReplicationEnabled",
-                "Access logs of the archive are diagnostic; the archive itself is Object-Locked.",
-            ),
-        )
+        self.access_log_bucket = access_log_bucket(self, "AccessLogBucket", expiration=Duration.days(expiration_days))
 
         self.bucket = s3.Bucket(
             self,

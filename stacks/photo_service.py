@@ -12,6 +12,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cdk_constructs.access_logs import access_log_bucket
 from cdk_constructs.gpu_queue_worker import GpuQueueWorker, WorkerSpec
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.sla_scaling import derive_policy
@@ -55,24 +56,7 @@ class PhotoServiceStack(Stack):
         cfg = platform.config.photo_service
         workers = platform.workers
 
-        access_logs = s3.Bucket(
-            self,
-            "AccessLogBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(id="ExpireAccessLogs", expiration=Duration.days(90))],
-        )
-        acknowledge(
-            access_logs,
-            ("AwsSolutions-S1", "This bucket is the access-log sink; logging it into itself would loop."),
-            ("NIST.800.53.R5-S3BucketLoggingEnabled", "This bucket is the access-log sink."),
-            ("NIST.800.53.R5-S3DefaultEncryptionKMS", "S3 server access log delivery only supports SSE-S3."),
-            ("NIST.800.53.R5-S3BucketReplicationEnabled", "Access logs are diagnostic and expire after 90 days."),
-        )
+        access_logs = access_log_bucket(self, "AccessLogBucket", expiration=Duration.days(90))
         retention_days = max((w.upload_retention_days for w in workers), default=30)
         self.uploads = UploadBucket(self, "Uploads", retention=Duration.days(retention_days), access_logs=access_logs)
 
