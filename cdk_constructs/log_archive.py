@@ -68,6 +68,7 @@ class LogArchive(Construct):
         transition_days: int,
         expiration_days: int,
         break_glass_role_name: str,
+        flow_log_prefix: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
@@ -138,6 +139,8 @@ class LogArchive(Construct):
         )
         self._protect_objects()
         self._admit_services(source_accounts)
+        if flow_log_prefix is not None:
+            self._admit_flow_logs(stack.account, flow_log_prefix)
 
     def _protect_objects(self) -> None:
         self.bucket.add_to_resource_policy(
@@ -201,6 +204,38 @@ class LogArchive(Construct):
                     self.bucket.arn_for_objects(f"{CONFIG_PREFIX}/AWSLogs/{account}/Config/*") for account in accounts
                 ],
                 conditions={"StringEquals": {"aws:SourceAccount": list(accounts)}},
+            )
+        )
+
+    def _admit_flow_logs(self, account: str, prefix: str) -> None:
+        """VPC flow logs of this account, delivered by the log delivery service under `prefix` (same account only)."""
+        delivery = iam.ServicePrincipal("delivery.logs.amazonaws.com")
+        source = {"aws:SourceAccount": account}
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="FlowLogsAclCheck",
+                principals=[delivery],
+                actions=["s3:GetBucketAcl", "s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringEquals": source},
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="FlowLogsWrite",
+                principals=[delivery],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(f"{prefix}AWSLogs/{account}/*")],
+                conditions={"StringEquals": {**source, "s3:x-amz-acl": "bucket-owner-full-control"}},
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="FlowLogsEncrypt",
+                principals=[delivery],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                resources=["*"],
+                conditions={"StringEquals": source},
             )
         )
 

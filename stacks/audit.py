@@ -9,6 +9,7 @@ from constructs import Construct
 from cdk_constructs.account_audit import AccountAudit
 from cdk_constructs.log_archive import ArchiveLocation, LogArchive
 from cdk_constructs.retention import retention
+from cdk_constructs.vpc import FLOW_LOGS_PREFIX
 from stacks.config import PlatformConfig
 
 
@@ -34,6 +35,7 @@ class ProductionAuditStack(Stack):
             transition_days=cfg.audit.transition_days,
             expiration_days=cfg.audit.expiration_days,
             break_glass_role_name=cfg.audit.break_glass_role_name,
+            flow_log_prefix=FLOW_LOGS_PREFIX if cfg.network.flow_logs.destination == "s3" else None,
         )
         self.audit = AccountAudit(
             self,

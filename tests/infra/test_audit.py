@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
@@ -179,3 +181,41 @@ def test_stateful_logical_ids_are_pinned(templates: dict[str, dict[str, Any]]) -
     buckets = sorted(resources_of(t, "AWS::S3::Bucket"))
     assert buckets == ["LogArchiveAccessLogBucketA7576278", "LogArchiveBucket6951A440"]
     assert sorted(resources_of(t, "AWS::KMS::Key")) == ["AccountAuditLogsKey13DA9E1B", "LogArchiveKey11A44769"]
+
+
+def test_archive_admits_flow_logs_only_when_asked(tmp_path: Path) -> None:
+    from aws_cdk import App, Environment, Stack
+
+    from cdk_constructs.log_archive import ArchiveLocation, LogArchive
+    from stacks.stages import feature_flags
+
+    stacks = {}
+    for prefix in (None, "vpc-flow-logs/"):
+        app = App(outdir=str(tmp_path / str(bool(prefix))), context=feature_flags())
+        stack = Stack(app, f"Probe{bool(prefix)}", env=Environment(account=PROD, region="ap-northeast-1"))
+        LogArchive(
+            stack,
+            "LogArchive",
+            location=ArchiveLocation(account=PROD, region="ap-northeast-1", project="mlbase"),
+            source_accounts=[PROD, RESEARCH],
+            lock_mode="COMPLIANCE",
+            lock_days=365,
+            transition_days=90,
+            expiration_days=2555,
+            break_glass_role_name="MlbaseBreakGlass",
+            flow_log_prefix=prefix,
+        )
+        stacks[prefix] = Template.from_stack(stack).to_json()
+    without, with_flow_logs = stacks[None], stacks["vpc-flow-logs/"]
+    assert "delivery.logs.amazonaws.com" not in json.dumps(without)
+    statements = {s.get("Sid"): s for s in archive_policy_statements(with_flow_logs)}
+    write = statements["FlowLogsWrite"]
+    assert write["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+    assert write["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": PROD,
+        "s3:x-amz-acl": "bucket-owner-full-control",
+    }
+    assert f"/vpc-flow-logs/AWSLogs/{PROD}/*" in json.dumps(write["Resource"])
+    key = next(k for k in resources_of(with_flow_logs, "AWS::KMS::Key").values())
+    sids = {s.get("Sid") for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    assert "FlowLogsEncrypt" in sids
