@@ -18,6 +18,7 @@ protection.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,17 @@ _ADJUSTMENT = {
     "PercentChangeInCapacity": appscaling.AdjustmentType.PERCENT_CHANGE_IN_CAPACITY,
 }
 
+
+# CloudWatch agent configuration for GPU hosts: utilization and memory per Auto Scaling group, every minute.
+_GPU_AGENT_CONFIG = {
+    "agent": {"metrics_collection_interval": 60, "omit_hostname": True},
+    "metrics": {
+        "namespace": "CWAgent",
+        "append_dimensions": {"AutoScalingGroupName": "${aws:AutoScalingGroupName}", "InstanceId": "${aws:InstanceId}"},
+        "aggregation_dimensions": [["AutoScalingGroupName"]],
+        "metrics_collected": {"nvidia_gpu": {"measurement": ["utilization_gpu", "memory_used", "memory_total"]}},
+    },
+}
 
 # Construct ID of the singleton function behind every AwsCustomResource in a stack (fixed by aws-cdk-lib).
 _SDK_CALL_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
@@ -218,6 +230,23 @@ class GpuQueueWorker(Construct):
         )
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
         self._teardown(spec)
+        # GPU utilization for the dashboard: the ECS GPU AMI ships no CloudWatch agent, so install it at boot and
+        # publish nvidia-smi metrics per host group (the agent's own namespace, CWAgent).
+        user_data.add_commands(
+            "dnf install -y amazon-cloudwatch-agent",
+            "cat > /opt/aws/amazon-cloudwatch-agent/etc/mlbase-gpu.json <<'EOF'",
+            json.dumps(_GPU_AGENT_CONFIG, separators=(",", ":")),
+            "EOF",
+            "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s"
+            " -c file:/opt/aws/amazon-cloudwatch-agent/etc/mlbase-gpu.json",
+        )
+        host_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": "CWAgent"}},
+            )
+        )
         # GPU scheduling and spot draining are off by default on the ECS agent.
         user_data.add_commands(
             "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config",
@@ -681,7 +710,10 @@ class GpuQueueWorker(Construct):
                 title="GPU utilization (%)",
                 left=[
                     cloudwatch.MathExpression(
-                        expression="SEARCH('{CWAgent,AutoScalingGroupName} MetricName=\"nvidia_smi_utilization_gpu\"', 'Average', 60)",
+                        expression=(
+                            'SEARCH(\'{CWAgent,AutoScalingGroupName} MetricName="nvidia_smi_utilization_gpu" '
+                            f"AutoScalingGroupName=\"{self.auto_scaling_group.auto_scaling_group_name}\"', 'Average', 60)"
+                        ),
                         label="GPU",
                         period=minute,
                     )

@@ -228,3 +228,18 @@ def test_stack_deletion_cannot_hang_on_protected_hosts(t: dict[str, Any]) -> Non
     assert asg_id in teardown["DependsOn"]
     assert teardown_id in provider["DependsOn"]
     assert association_id in service["DependsOn"]
+
+
+def test_gpu_hosts_publish_gpu_utilization_for_the_dashboard(t: dict[str, Any]) -> None:
+    data = one(t, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    user_data = json.dumps(data["UserData"])
+    assert "amazon-cloudwatch-agent" in user_data
+    assert "utilization_gpu" in user_data
+    assert "ECS_ENABLE_GPU_SUPPORT=true" in user_data
+    assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" in user_data
+    dashboard = json.dumps(one(t, "AWS::CloudWatch::Dashboard")["DashboardBody"])
+    for title in ("Age of oldest photo vs SLA", "Backlog and in flight", "Tasks: running and desired",
+                  "Images per second", "Per-stage latency p90 (ms)", "Errors by kind", "Dead-letter queue depth",
+                  "GPU utilization (%)"):  # fmt: skip
+        assert title in dashboard
+    assert "nvidia_smi_utilization_gpu" in dashboard
