@@ -112,6 +112,8 @@ class Notifications(Construct):
         self.notifier = notifier.function
         self.notifier.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
         secret.grant_read(self.notifier)
+        # Names who opened a non-compliant security group; LookupEvents supports no resource scoping.
+        self.notifier.add_to_role_policy(iam.PolicyStatement(actions=["cloudtrail:LookupEvents"], resources=["*"]))
         self.topic.add_subscription(
             subscriptions.LambdaSubscription(self.notifier, dead_letter_queue=self.dead_letter_queue)
         )

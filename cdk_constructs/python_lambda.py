@@ -153,7 +153,8 @@ class PythonLambda(Construct):
             ),
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping.",
+                "Only actions with no resource-level scoping use *: X-Ray tracing here, and any the stack adds"
+                " next to a comment saying so (DescribeInstances, GetMetricData, LookupEvents).",
             ),
         )
         acknowledge(

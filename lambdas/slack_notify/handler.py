@@ -14,11 +14,14 @@ Environment variables:
     MLBASE_SLACK_MAX_DELAY_SECONDS   longest wait between attempts, 0..60 (default 8); the function timeout
                                      must exceed attempts * (10 s HTTP timeout) + (attempts - 1) * this
     MLBASE_ENDPOINT_URL              optional AWS endpoint override (a local AWS double in tests); unset in AWS
-IAM: secretsmanager:GetSecretValue on the secret (and kms:Decrypt if it uses a customer key).
+IAM: secretsmanager:GetSecretValue on the secret (and kms:Decrypt if it uses a customer key);
+cloudtrail:LookupEvents, to name who changed a non-compliant security group (the message goes out without that line
+when CloudTrail cannot say).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,9 +30,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
+from lambdas.common.aws import client
 from lambdas.common.slack import DEFAULT_API_BASE, RetryPolicy, SlackError, load_target, post_message
-from lambdas.slack_notify.logic import format_record
+from lambdas.slack_notify.logic import change_author, format_record, security_group_to_attribute
 
 logger = Logger(service="slack-notify")
 
@@ -63,7 +68,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     target = load_target(config.secret_arn)
     sent: list[str] = []
     for record in event.get("Records") or []:
-        message = format_record(record)
+        message = format_record(with_change_author(record))
         message_id = (record.get("Sns") or {}).get("MessageId")
         try:
             post_message(
@@ -81,6 +86,31 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.info("delivered", extra={"sns_message_id": message_id, "source": message.source})
         sent.append(message.source)
     return {"delivered": sent}
+
+
+def with_change_author(record: dict[str, Any]) -> dict[str, Any]:
+    """Add `changedBy` to a security group's Config finding from CloudTrail; any failure leaves the record as is."""
+    sns = record.get("Sns") or {}
+    try:
+        event = json.loads(str(sns.get("Message") or ""))
+    except ValueError:
+        return record
+    group_id = security_group_to_attribute(event) if isinstance(event, dict) else None
+    if group_id is None:
+        return record
+    try:
+        found = client("cloudtrail").lookup_events(
+            LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": group_id}], MaxResults=50
+        )
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning(
+            "cloudtrail lookup failed; sending without the author", extra={"group": group_id, "error": str(exc)}
+        )
+        return record
+    author = change_author(found.get("Events") or [])
+    if author is None:
+        return record
+    return {**record, "Sns": {**sns, "Message": json.dumps({**event, "changedBy": author})}}
 
 
 def _number(

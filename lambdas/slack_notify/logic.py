@@ -19,6 +19,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 IDLE_MONITOR_SOURCE = "mlbase.idle_monitor"
@@ -197,3 +198,54 @@ def _arn_region_account(arn: str) -> tuple[str, str]:
 
 def _q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
+
+
+# CloudTrail events that change who may reach a security group; the newest one names who opened it.
+SECURITY_GROUP_CHANGES = frozenset(
+    {
+        "AuthorizeSecurityGroupIngress",
+        "ModifySecurityGroupRules",
+        "CreateSecurityGroup",
+        "UpdateSecurityGroupRuleDescriptionsIngress",
+    }
+)
+
+
+def security_group_to_attribute(event: Mapping[str, Any]) -> str | None:
+    """The group ID of a Config compliance change that should name its author, or None.
+
+    Only NON_COMPLIANT security groups, and only when nothing upstream already said who changed it.
+    """
+    if event.get("detail-type") != CONFIG_DETAIL_TYPE:
+        return None
+    detail = event.get("detail") or {}
+    if event.get("changedBy") or detail.get("changedBy"):
+        return None
+    new = detail.get("newEvaluationResult") or {}
+    qualifier = (new.get("evaluationResultIdentifier") or {}).get("evaluationResultQualifier") or {}
+    resource_type = detail.get("resourceType") or qualifier.get("resourceType")
+    resource_id = detail.get("resourceId") or qualifier.get("resourceId")
+    if resource_type != "AWS::EC2::SecurityGroup" or new.get("complianceType") != "NON_COMPLIANT":
+        return None
+    return str(resource_id) if resource_id else None
+
+
+def change_author(cloudtrail_events: list[Mapping[str, Any]]) -> str | None:
+    """From CloudTrail LookupEvents results for one group, who made the newest rule change, and when.
+
+    Prefers the principal ARN inside the raw event (an assumed role names the session, i.e. the person) over the
+    short user name; returns None when CloudTrail has no such change in its 90-day history.
+    """
+    changes = [e for e in cloudtrail_events if e.get("EventName") in SECURITY_GROUP_CHANGES]
+    if not changes:
+        return None
+    newest = max(changes, key=lambda e: str(e.get("EventTime") or ""))
+    who = str(newest.get("Username") or "unknown principal")
+    try:
+        identity = json.loads(str(newest.get("CloudTrailEvent") or "{}")).get("userIdentity") or {}
+        who = str(identity.get("arn") or who)
+    except ValueError:
+        pass
+    when: Any = newest.get("EventTime")
+    when_text = when.isoformat() if isinstance(when, datetime) else str(when or "")
+    return f"{who} ({newest['EventName']}{' at ' + when_text if when_text else ''})"

@@ -417,3 +417,16 @@ def test_region_scp_denies_other_regions_except_global_services(variant: dict[st
 def test_every_scp_fits_the_size_limit(variant: dict[str, dict[str, Any]]) -> None:
     for policy in scps(variant["Production-Guardrails"]).values():
         assert len(json.dumps(policy["Content"], separators=(",", ":"))) < 5120
+
+
+def test_notifier_may_look_up_who_changed_a_group(templates: dict[str, Any]) -> None:
+    for stack in ("Production-Guardrails", "Research-Guardrails"):
+        statements = [
+            s
+            for p in templates[stack]["Resources"].values()
+            if p["Type"] == "AWS::IAM::Policy"
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        lookups = [s for s in statements if "cloudtrail:LookupEvents" in json.dumps(s["Action"])]
+        assert lookups, stack
+        assert all(s["Resource"] == "*" and s["Effect"] == "Allow" for s in lookups)

@@ -387,3 +387,130 @@ def test_default_configuration() -> None:
     settings = notify.Settings.from_env({"MLBASE_SLACK_SECRET_ARN": "arn:secret"})
     assert settings.api_base == "https://slack.com/api"
     assert (settings.retry.attempts, settings.retry.max_delay) == (4, 8.0)
+
+
+# --- who changed the group: CloudTrail LookupEvents -----------------------------------------------------------
+
+ALICE = f"arn:aws:sts::{ACCOUNT}:assumed-role/mlbase-ResearchDeveloper/alice"
+
+
+def trail_event(name: str, when: float, arn: str | None = ALICE, username: str = "alice") -> dict[str, Any]:
+    raw = {"eventName": name, "userIdentity": {"arn": arn} if arn else {}}
+    return {"EventId": f"e-{when}", "EventName": name, "EventTime": when, "Username": username,
+            "CloudTrailEvent": json.dumps(raw)}  # fmt: skip
+
+
+def test_only_non_compliant_security_groups_without_an_author_are_looked_up() -> None:
+    from lambdas.slack_notify.logic import security_group_to_attribute
+
+    assert security_group_to_attribute(CONFIG_EVENT) == "sg-0123456789abcdef0"
+    compliant = json.loads(json.dumps(CONFIG_EVENT))
+    compliant["detail"]["newEvaluationResult"]["complianceType"] = "COMPLIANT"
+    assert security_group_to_attribute(compliant) is None
+    known = {**CONFIG_EVENT, "changedBy": "someone"}
+    assert security_group_to_attribute(known) is None
+    bucket = json.loads(json.dumps(CONFIG_EVENT))
+    bucket["detail"]["resourceType"] = "AWS::S3::Bucket"
+    bucket["detail"]["newEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"][
+        "resourceType"
+    ] = "AWS::S3::Bucket"
+    assert security_group_to_attribute(bucket) is None
+    assert security_group_to_attribute(ALARM) is None
+
+
+def test_change_author_is_the_newest_rule_change() -> None:
+    from datetime import UTC, datetime
+
+    from lambdas.slack_notify.logic import change_author
+
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    t1 = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    events = [
+        {**trail_event("AuthorizeSecurityGroupIngress", 0, arn="arn:aws:iam::1:user/bob"), "EventTime": t0},
+        {**trail_event("AuthorizeSecurityGroupIngress", 0), "EventTime": t1},
+        {**trail_event("DescribeSecurityGroups", 0, arn="arn:aws:iam::1:user/reader"), "EventTime": t1},
+    ]
+    assert change_author(events) == f"{ALICE} (AuthorizeSecurityGroupIngress at 2026-11-27T09:30:00+00:00)"
+    assert change_author([trail_event("DescribeSecurityGroups", 0)]) is None
+    assert change_author([]) is None
+    no_arn = {**trail_event("CreateSecurityGroup", 0, arn=None, username="ci-bot"), "EventTime": t0}
+    assert change_author([no_arn]).startswith("ci-bot (CreateSecurityGroup")  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def cloudtrail(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A loopback proxy in front of moto that answers CloudTrail LookupEvents (which moto lacks) from a script.
+
+    Every other request is forwarded to moto unchanged, so Secrets Manager still runs on the real moto server.
+    """
+    import threading
+    import urllib.error
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state: dict[str, Any] = {"events": [], "lookups": [], "status": 200}
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if "LookupEvents" in (self.headers.get("X-Amz-Target") or ""):
+                state["lookups"].append(json.loads(body))
+                status = state["status"]
+                payload = json.dumps(
+                    {"Events": state["events"]} if status == 200 else {"__type": "AccessDeniedException"}
+                ).encode()
+                self._reply(status, payload, "application/x-amz-json-1.1")
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+            request = urllib.request.Request(moto_server + self.path, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    self._reply(response.status, response.read(), response.headers.get("Content-Type", ""))
+            except urllib.error.HTTPError as err:
+                self._reply(err.code, err.read(), err.headers.get("Content-Type", ""))
+
+        def _reply(self, status: int, payload: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLBASE_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_finding_names_who_opened_the_group_from_cloudtrail(
+    configure: Any, cloudtrail: dict[str, Any], slack_server: SlackServer
+) -> None:
+    configure({"webhook_url": slack_server.url})
+    cloudtrail["events"] = [
+        trail_event("AuthorizeSecurityGroupIngress", 1_795_000_000.0),
+        trail_event("DescribeSecurityGroups", 1_795_000_100.0, arn="arn:aws:iam::1:user/reader"),
+    ]
+    notify.handler(sns_event(sns_record(json.dumps(CONFIG_EVENT))), FakeContext())
+    assert cloudtrail["lookups"] == [
+        {"LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": "sg-0123456789abcdef0"}],
+         "MaxResults": 50}
+    ]  # fmt: skip
+    text = slack_server.requests[0].json()["text"]
+    assert f"Changed by: {ALICE} (AuthorizeSecurityGroupIngress at 2026-11-18T11:06:40" in text
+
+
+def test_finding_is_still_delivered_when_cloudtrail_refuses(
+    configure: Any, cloudtrail: dict[str, Any], slack_server: SlackServer
+) -> None:
+    configure({"webhook_url": slack_server.url})
+    cloudtrail["status"] = 400
+    result = notify.handler(sns_event(sns_record(json.dumps(CONFIG_EVENT))), FakeContext())
+    assert result == {"delivered": ["config_compliance"]}
+    text = slack_server.requests[0].json()["text"]
+    assert "sg-0123456789abcdef0 is NON_COMPLIANT" in text
+    assert "Changed by" not in text
