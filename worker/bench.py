@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -191,6 +192,8 @@ def e2e_moto(model_dir: Path, photos: list[bytes], workers: int, batch_size: int
     from worker.__main__ import build_worker, make_client
     from worker.settings import load_settings
 
+    # The local server's per-request access log would bury the results table.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
