@@ -163,7 +163,8 @@ class Classifier:
 
     def to_input(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 NHWC (CPU array or tensor on any device) to the normalized NCHW tensor the model expects."""
-        tensor = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch
+        # Arrays decoded from shared or read-only buffers are copied once; torch must not alias read-only memory.
+        tensor = torch.from_numpy(np.require(batch, requirements=["W"])) if isinstance(batch, np.ndarray) else batch
         if tensor.device != self.device:
             # Pinned host memory lets the copy overlap with the previous batch's kernels.
             if self.device.type == "cuda":
