@@ -10,6 +10,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import sys
 
 from stacks.config import ConfigError, load_platform
+from stacks.gates import synth_checked
 from stacks.stages import build_app
 
 
@@ -19,16 +20,13 @@ def main() -> int:
     except ConfigError as err:
         print(f"config error: {err.line()}", file=sys.stderr)
         return 2
-    app = build_app(platform, outdir=os.environ.get("CDK_OUTDIR"))
-    try:
-        app.synth()
-    except RuntimeError as err:
-        # cdk-nag already printed each finding with the ID to acknowledge; say what failed without a traceback.
-        if "ValidationFailed" not in str(err):
-            raise
+    failures = synth_checked(build_app(platform, outdir=os.environ.get("CDK_OUTDIR")))
+    for line in failures:
+        print(f"ERROR {line}", file=sys.stderr)
+    if failures:
         print(
-            "synth stopped: security checks found unacknowledged findings (listed above); fix them, or acknowledge"
-            " one on the narrowest construct with a reason",
+            f"synth stopped: {len(failures)} unacknowledged security finding(s); fix each, or acknowledge it on the"
+            " narrowest construct with a reason (cdk_constructs/nag.py)",
             file=sys.stderr,
         )
         return 1

@@ -8,7 +8,7 @@ then Research/Network again for the accepter-side routes.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -19,6 +19,7 @@ from cdk_constructs.peering import PeeringAccepter, VpcPeering, peer_access_grou
 from cdk_constructs.retention import RETENTION_BY_DAYS
 from cdk_constructs.vpc import SSM_ENDPOINTS, WORKLOAD_ENDPOINTS, NetworkVpc
 from stacks.audit import archive_location
+from stacks.base import ZonedStack
 from stacks.config import Platform, PlatformConfig
 
 # Session Manager logs are audit records of who did what on the way in; the config has no field for them yet.
@@ -48,11 +49,16 @@ def _flow_log_bucket(scope: Construct, cfg: PlatformConfig) -> s3.IBucket | None
     return s3.Bucket.from_bucket_name(scope, "FlowLogArchive", archive_location(cfg).bucket_name)
 
 
-class ProductionNetworkStack(Stack):
+class ProductionNetworkStack(ZonedStack):
     """Management VPC (SSM bastion) and production VPC, peered; the requester side of management <-> R&D."""
 
     def __init__(self, scope: Construct, id_: str, *, platform: Platform) -> None:
-        super().__init__(scope, id_, description="mlbase network: management and production VPCs, peering")
+        super().__init__(
+            scope,
+            id_,
+            zones=platform.config.accounts.production.availability_zones,
+            description="mlbase network: management and production VPCs, peering",
+        )
         cfg = platform.config
         net = cfg.network
         zones = cfg.accounts.production.availability_zones
@@ -149,11 +155,16 @@ class ProductionNetworkStack(Stack):
         )
 
 
-class ResearchNetworkStack(Stack):
+class ResearchNetworkStack(ZonedStack):
     """R&D VPC and the accepter side of its peering with the management VPC."""
 
     def __init__(self, scope: Construct, id_: str, *, platform: Platform) -> None:
-        super().__init__(scope, id_, description="mlbase network: R&D VPC and peering accepter")
+        super().__init__(
+            scope,
+            id_,
+            zones=platform.config.accounts.research.availability_zones,
+            description="mlbase network: R&D VPC and peering accepter",
+        )
         cfg = platform.config
         net = cfg.network
         # Cross-account flow log delivery to the archive needs the archive to admit this account's log delivery;

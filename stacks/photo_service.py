@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -17,6 +17,7 @@ from cdk_constructs.gpu_queue_worker import GpuQueueWorker, WorkerSpec
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.sla_scaling import derive_policy
 from cdk_constructs.upload_api import PhotoApi, UploadBucket
+from stacks.base import ZonedStack
 from stacks.config import REPO_ROOT, Platform, WorkerConfig
 
 
@@ -46,13 +47,18 @@ def worker_spec(worker: WorkerConfig) -> WorkerSpec:
     )
 
 
-class PhotoServiceStack(Stack):
+class PhotoServiceStack(ZonedStack):
     """Everything between the phone's upload and the app reading its result."""
 
     def __init__(
         self, scope: Construct, id_: str, *, platform: Platform, vpc: ec2.IVpc, notifications: sns.ITopic
     ) -> None:
-        super().__init__(scope, id_, description="mlbase photo service: uploads, GPU workers, results")
+        super().__init__(
+            scope,
+            id_,
+            zones=platform.config.accounts.production.availability_zones,
+            description="mlbase photo service: uploads, GPU workers, results",
+        )
         cfg = platform.config.photo_service
         workers = platform.workers
 

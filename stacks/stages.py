@@ -31,7 +31,7 @@ class ProductionStage(Stage):
         self.identity = IdentityStack(self, "Identity", platform=platform)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="production")
         # Config rules need the account's Config recorder, which the Audit stack creates.
-        self.guardrails.add_dependency(self.audit)
+        self.guardrails.add_stack_dependency(self.audit)
         self.network = ProductionNetworkStack(self, "Network", platform=platform)
         self.photo_service = PhotoServiceStack(
             self,
@@ -52,7 +52,7 @@ class ResearchStage(Stage):
         self.access = AccessStack(self, "Access", platform=platform)
         self.audit = ResearchAuditStack(self, "Audit", cfg=cfg)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="research")
-        self.guardrails.add_dependency(self.audit)
+        self.guardrails.add_stack_dependency(self.audit)
         self.network = ResearchNetworkStack(self, "Network", platform=platform)
         self.workbench = WorkbenchStack(
             self,

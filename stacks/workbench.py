@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -21,17 +21,23 @@ from constructs import Construct
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
 from cdk_constructs.workstation import MANAGED_TAG, Workstation
+from stacks.base import ZonedStack
 from stacks.config import Platform
 from stacks.gpu_versions import load_ami_versions
 
 
-class WorkbenchStack(Stack):
+class WorkbenchStack(ZonedStack):
     """A GPU workstation per researcher in the roster, the idle monitor and the /gpu Slack bot."""
 
     def __init__(
         self, scope: Construct, id_: str, *, platform: Platform, vpc: ec2.IVpc, notifications: sns.ITopic
     ) -> None:
-        super().__init__(scope, id_, description="mlbase workbench: researcher GPU instances, idle monitor, Slack bot")
+        super().__init__(
+            scope,
+            id_,
+            zones=platform.config.accounts.research.availability_zones,
+            description="mlbase workbench: researcher GPU instances, idle monitor, Slack bot",
+        )
         cfg = platform.config
         researchers = [p for p in cfg.people if p.workstation is not None]
         amis = load_ami_versions()

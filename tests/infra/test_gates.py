@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,57 @@ def test_cfn_lint_passes_every_template(cloud_assembly: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_synth_needs_no_account_lookup(cloud_assembly: Path) -> None:
+    """Offline and deterministic: no stack asks the CLI to look anything up in an account."""
+    manifests = sorted(cloud_assembly.glob("assembly-*/manifest.json"))
+    assert len(manifests) == 2
+    for manifest in manifests:
+        assert "missing" not in json.loads(manifest.read_text()), manifest
+
+
+PROBE_APP = """
+import os, sys
+sys.path.insert(0, {root!r})
+from aws_cdk import App, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
+from stacks.gates import synth_checked
+app = App()
+Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+s3.Bucket(Stack(app, "Probe"), "PlainBucket")
+failures = synth_checked(app)
+print("\\n".join(failures), file=sys.stderr)
+sys.exit(1 if failures else 0)
+"""
+
+
+def test_the_cdk_cli_path_fails_on_a_finding_too(tmp_path: Path) -> None:
+    """Under the CDK CLI the library only writes the report; the gate must still stop `make synth`."""
+    root = Path(__file__).resolve().parents[2]
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE_APP.format(root=str(root)))
+    cli = root / "node_modules" / ".bin" / "cdk"
+    env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_CLI_TELEMETRY": "true"}
+    env.pop("PYTEST_CURRENT_TEST", None)  # the library treats a pytest process as in-memory; the CLI's child is not
+    proc = subprocess.run(
+        [
+            str(cli),
+            "synth",
+            "--quiet",
+            "--no-notices",
+            "--app",
+            f"{sys.executable} {probe}",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Probe/PlainBucket/Resource: AwsSolutions-S10" in proc.stderr
