@@ -354,3 +354,29 @@ def test_cli_only_metadata_is_not_a_change() -> None:
     }
 
     assert diff_templates("Production", "Production-Audit", snapshot, cli).empty
+
+
+def test_security_gate_findings_come_first_and_flag_the_review(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A synth stopped only by the security gate is still reviewed, with the findings above everything else."""
+    import shutil
+
+    import tools.review.__main__ as review_main
+
+    finding = "Research/Workbench/WorkstationSecurityGroup/Resource: AwsSolutions-EC23: open to the world"
+
+    def gated_synth(tree: Path, outdir: Path) -> list[str]:
+        shutil.copytree(ASSEMBLY, outdir)
+        return [finding]
+
+    monkeypatch.setattr(review_main, "synth", gated_synth)
+    code = review_main.run(["--baseline-assembly", str(ASSEMBLY), "--color", "never"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith("!! 1 unacknowledged security finding(s): `make synth` fails until each is fixed")
+    assert f"  {finding}" in out.splitlines()[1]
+    markdown = review_main.gate_section([finding], markdown=True)
+    assert markdown.startswith("> [!CAUTION]\n> 1 unacknowledged security finding(s)")
+    assert f"- `{finding}`" in markdown
+    assert review_main.gate_section([], markdown=False) == ""

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from stacks.gates import validation_failures
 from tools.review.assembly import REPO_ROOT, SNAPSHOT_DIR, StackTemplate, load_assembly, load_snapshots
 from tools.review.cdk_diff import cdk_diff_sections
 from tools.review.diff import StackDiff, diff_templates
@@ -34,20 +35,34 @@ class ReviewError(Exception):
 
 def _cdk_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1", "CDK_DISABLE_CLI_TELEMETRY": "true"})
+    env.update(
+        {
+            "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            "CDK_DISABLE_CLI_TELEMETRY": "true",
+        }
+    )
     return env
 
 
-def synth(tree: Path, outdir: Path) -> None:
-    """``cdk synth`` of the app in ``tree`` (its cdk.json decides the app command and context) into ``outdir``."""
+def synth(tree: Path, outdir: Path) -> list[str]:
+    """``cdk synth`` of the app in ``tree`` (its cdk.json decides the app command and context) into ``outdir``.
+
+    Returns the security gate's findings when that is all that stopped the synth: the templates are written before
+    the gate runs, so the change can still be reviewed, with the findings at the top.
+    """
     cli = tree / "node_modules" / ".bin" / "cdk"
     if not cli.exists():
         cli = REPO_ROOT / "node_modules" / ".bin" / "cdk"
     cmd = [str(cli), "synth", "--quiet", "--no-notices", "--output", str(outdir)]
     proc = subprocess.run(cmd, cwd=tree, env=_cdk_env(), capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise ReviewError(f"cdk synth failed in {tree} (exit {proc.returncode}):\n{tail}")
+    if proc.returncode == 0:
+        return []
+    findings = validation_failures(outdir) if (outdir / "manifest.json").is_file() else []
+    if findings:
+        return findings
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+    raise ReviewError(f"cdk synth failed in {tree} (exit {proc.returncode}):\n{tail}")
 
 
 @contextmanager
@@ -120,9 +135,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mlbase-review-") as scratch:
         current_dir = args.assembly
+        gate: list[str] = []
         if current_dir is None:
             current_dir = Path(scratch) / "current"
-            synth(args.repo, current_dir)
+            gate = synth(args.repo, current_dir)
         current = load_assembly(current_dir)
         if args.baseline_assembly:
             name, baseline = str(args.baseline_assembly), load_assembly(args.baseline_assembly)
@@ -137,10 +153,21 @@ def run(argv: Sequence[str] | None = None) -> int:
                 raise ReviewError(f"no snapshots in {args.snapshots}; pass --base REV or run `make snapshot-update`")
         result = review(name, baseline, current)
         text = to_markdown(result) if args.markdown else to_text(result, color=_use_color(args.color))
+        text = gate_section(gate, markdown=args.markdown) + text
         if args.cdk_diff:
             text += cdk_diff_sections(result, current_dir, Path(scratch) / "cdk-diff", markdown=args.markdown)
     sys.stdout.write(text)
-    return EXIT_FLAGGED if result.flags else EXIT_CLEAN
+    return EXIT_FLAGGED if result.flags or gate else EXIT_CLEAN
+
+
+def gate_section(findings: Sequence[str], *, markdown: bool) -> str:
+    """The security gate's unacknowledged findings, first of all: `make synth` fails until each is dealt with."""
+    if not findings:
+        return ""
+    head = f"{len(findings)} unacknowledged security finding(s): `make synth` fails until each is fixed or acknowledged"
+    if markdown:
+        return "\n".join([f"> [!CAUTION]\n> {head}", "", *(f"- `{line}`" for line in findings), "", ""])
+    return "\n".join([f"!! {head}", *(f"  {line}" for line in findings), "", ""])
 
 
 def main() -> None:
