@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_config as config
 from aws_cdk import aws_iam as iam
@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.log_archive import CONFIG_PREFIX, TRAIL_NAME, ArchiveLocation
+from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 
 
@@ -33,18 +34,10 @@ class AccountAudit(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, id_)
-        stack = Stack.of(self)
         bucket = s3.Bucket.from_bucket_name(self, "Archive", archive.bucket_name)
         archive_key = kms.Key.from_key_arn(self, "ArchiveKey", archive.key_alias_arn)
 
-        self.logs_key = kms.Key(
-            self,
-            "LogsKey",
-            description="Encrypts this account's CloudTrail log group",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.logs_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+        self.logs_key = logs_key(self, "LogsKey", description="Encrypts this account's CloudTrail log group")
         self.log_group = logs.LogGroup(
             self,
             "TrailLogGroup",

@@ -6,14 +6,14 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.vpc import ignore_explicit_zone
 
@@ -62,15 +62,9 @@ class Bastion(Construct):
     ) -> None:
         super().__init__(scope, id_)
         check_ssh_cidrs(ssh_allowed_cidrs)
-        stack = Stack.of(self)
-        self.key = kms.Key(
-            self,
-            "SessionKey",
-            description="Encrypts Session Manager sessions to the bastion and their log group",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
+        self.key = logs_key(
+            self, "SessionKey", description="Encrypts Session Manager sessions to the bastion and their log group"
         )
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
         self.session_log_group = logs.LogGroup(
             self,
             "SessionLogGroup",

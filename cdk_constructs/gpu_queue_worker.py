@@ -32,7 +32,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -40,6 +39,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.sla_scaling import MetricQuery, MetricSpec, ScalingPolicy, StepPolicy
 
@@ -348,12 +348,11 @@ class GpuQueueWorker(Construct):
         stack = Stack.of(self)
         self.task_definition = ecs.Ec2TaskDefinition(self, "TaskDefinition", network_mode=ecs.NetworkMode.AWS_VPC)
         self.task_definition.add_volume(name="tmp")
-        logs_key = kms.Key(self, "LogsKey", enable_key_rotation=True, description=f"{spec.name} worker logs")
-        logs_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+        key = logs_key(self, "LogsKey", description=f"{spec.name} worker logs")
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            encryption_key=logs_key,
+            encryption_key=key,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )

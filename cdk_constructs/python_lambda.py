@@ -9,13 +9,13 @@ from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
@@ -70,14 +70,7 @@ def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVers
     powertools = lambda_.LayerVersion.from_layer_version_arn(
         stack, "PowertoolsLayer", POWERTOOLS_LAYER.format(region=stack.region)
     )
-    key = kms.Key(
-        stack,
-        "LambdaLogsKey",
-        enable_key_rotation=True,
-        description="Encrypts the log groups of this stack's Lambda functions",
-        removal_policy=RemovalPolicy.RETAIN,
-    )
-    key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+    key = logs_key(stack, "LambdaLogsKey", description="Encrypts the log groups of this stack's Lambda functions")
     return common, powertools, key
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import CfnResource, RemovalPolicy, Stack
+from aws_cdk import CfnResource, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 
 # Key prefix of VPC flow logs in the central archive; the archive's bucket and key policies must admit
@@ -120,14 +119,7 @@ class NetworkVpc(Construct):
         if flow_log_bucket is not None:
             destination = ec2.FlowLogDestination.to_s3(flow_log_bucket, FLOW_LOGS_PREFIX)
         else:
-            key = kms.Key(
-                self,
-                "FlowLogKey",
-                description="Encrypts this VPC's flow log group",
-                enable_key_rotation=True,
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-            key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{Stack.of(self).region}.amazonaws.com"))
+            key = logs_key(self, "FlowLogKey", description="Encrypts this VPC's flow log group")
             self.flow_log_group = logs.LogGroup(
                 self,
                 "FlowLogGroup",
