@@ -92,6 +92,12 @@ def _percentage(value: int) -> int:
     return value
 
 
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return value
+
+
 def _role_name(value: str) -> str:
     if not re.fullmatch(r"[\w+=,.@-]{1,64}", value):
         raise ValueError("must be an IAM role name: 1-64 letters, digits or +=,.@_-")
@@ -111,6 +117,7 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 Email = Annotated[str, AfterValidator(_email)]
 Percentage = Annotated[int, AfterValidator(_percentage)]
 RoleName = Annotated[str, AfterValidator(_role_name)]
+Port = Annotated[int, AfterValidator(_port)]
 
 
 class Model(BaseModel):
@@ -184,7 +191,7 @@ class Peering(Model):
     """Management <-> production and management <-> research peering."""
 
     # Ports the management VPC may reach on production and research hosts (SSH over SSM port forwarding, Jupyter...).
-    admitted_ports: tuple[int, ...] = (22, 443, 8888)
+    admitted_ports: tuple[Port, ...] = (22, 443, 8888)
     # Filled in after `cdk deploy 'Research/Network'`: the R&D VPC's ID from that stack's outputs. Until then the
     # cross-account peering is not created (see README, deploy order).
     research_vpc_id: VpcId | None = None
@@ -270,7 +277,7 @@ class Organization(Model):
 
 class SecurityGroupRules(Model):
     # Ports that may be open to the world when the group carries a justification tag.
-    allowed_world_ports: tuple[int, ...] = (80, 443)
+    allowed_world_ports: tuple[Port, ...] = (80, 443)
     auto_remediate: bool = False
 
 

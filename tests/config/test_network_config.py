@@ -108,3 +108,18 @@ def test_management_cidr_must_not_overlap_research(tmp_path: Path) -> None:
     data["network"]["management"]["cidr"] = "10.30.0.0/20"
     line = error_for(tmp_path, data)
     assert "network.research.cidr: '10.30.0.0/16': overlaps network.management.cidr (10.30.0.0/20)" in line
+
+
+@pytest.mark.parametrize("bad", [0, 65536])
+def test_admitted_ports_are_tcp_ports(tmp_path: Path, bad: int) -> None:
+    data = base()
+    data["network"]["peering"]["admitted_ports"] = [22, bad]
+    line = error_for(tmp_path, data)
+    assert f"network.peering.admitted_ports[1]: {bad}: must be a TCP port between 1 and 65535" in line
+
+
+def test_allowed_world_ports_are_tcp_ports(tmp_path: Path) -> None:
+    data = base()
+    data["security_groups"]["allowed_world_ports"] = [443, 70000]
+    line = error_for(tmp_path, data)
+    assert "security_groups.allowed_world_ports[1]: 70000: must be a TCP port between 1 and 65535" in line
