@@ -6,29 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from stacks.config import DEFAULT_CONFIG, ConfigError, load_platform
-
-
-def base() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    return data
+from stacks.config import load_platform
+from tests.config.helpers import base, error_for, write
 
 
 def load(tmp_path: Path, data: dict[str, Any]) -> Any:
-    path = tmp_path / "platform.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_platform(path).config
-
-
-def error_for(tmp_path: Path, data: dict[str, Any]) -> str:
-    with pytest.raises(ConfigError) as info:
-        load(tmp_path, data)
-    line = info.value.line()
-    assert "\n" not in line
-    assert line.startswith(str(tmp_path / "platform.yaml"))
-    return line
+    return load_platform(write(tmp_path, data)).config
 
 
 @pytest.mark.parametrize("world", ["0.0.0.0/0", "::/0"])

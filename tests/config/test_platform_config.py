@@ -6,32 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from stacks.config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, dotted, load_platform
-
-
-def base() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    return data
-
-
-def write(tmp_path: Path, data: dict[str, Any]) -> Path:
-    path = tmp_path / "platform.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def error_for(tmp_path: Path, data: dict[str, Any]) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_platform(write(tmp_path, data))
-    line = info.value.line()
-    assert "\n" not in line
-    assert line.startswith(str(tmp_path / "platform.yaml"))
-    return line
+from stacks.config import REPO_ROOT, ConfigError, dotted, load_platform
+from tests.config.helpers import base, error_for, write
 
 
 def test_example_config_loads() -> None:

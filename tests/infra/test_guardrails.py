@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 from aws_cdk.assertions import Match, Template
 
 from cdk_constructs.scps import GLOBAL_SERVICE_ACTIONS
-from stacks.config import DEFAULT_CONFIG
-from tests.infra.conftest import resources_of, synth_templates
+from tests.infra.conftest import resources_of, synth_variant
 
 PROD, RESEARCH = "111111111111", "222222222222"
 STACKS = ("Production-Guardrails", "Research-Guardrails")
@@ -29,17 +26,16 @@ SG_RULES = (
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """The app synthesized with SCPs, account creation and auto-remediation switched on."""
-    root = tmp_path_factory.mktemp("guardrails-variant")
-    raw = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    raw["organization"] = {
-        "manage_scps": True,
-        "create_research_account": True,
-        "research_account_email": "aws-research@example.com",
-    }
-    raw["security_groups"]["auto_remediate"] = True
-    (root / "platform.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    shutil.copytree(DEFAULT_CONFIG.parent / "workers", root / "workers")
-    return synth_templates(root / "platform.yaml", root / "cdk.out")
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["organization"] = {
+            "manage_scps": True,
+            "create_research_account": True,
+            "research_account_email": "aws-research@example.com",
+        }
+        raw["security_groups"]["auto_remediate"] = True
+
+    return synth_variant(tmp_path_factory.mktemp("guardrails-variant"), edit)
 
 
 def by_type(t: dict[str, Any], kind: str) -> list[dict[str, Any]]:

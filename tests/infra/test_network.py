@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
 from cdk_constructs.bastion import check_ssh_cidrs, cpu_type_of
-from stacks.config import DEFAULT_CONFIG
 from stacks.network import retention_at_least
-from tests.infra.conftest import resources_of, synth_templates
+from tests.infra.conftest import resources_of, synth_variant
 
 PROD, RESEARCH = "111111111111", "222222222222"
 PROD_NET, RESEARCH_NET = "Production-Network", "Research-Network"
@@ -37,18 +34,14 @@ Templates = dict[str, dict[str, Any]]
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Templates:
     """The app once the R&D VPC exists, with an SSH range, S3 flow logs and a NAT gateway per AZ."""
-    root = tmp_path_factory.mktemp("network-variant")
-    data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    data["network"]["peering"]["research_vpc_id"] = RESEARCH_VPC_ID
-    data["network"]["bastion"]["ssh_allowed_cidrs"] = [SSH_RANGE]
-    data["network"]["flow_logs"]["destination"] = "s3"
-    data["network"]["nat_gateways"] = 2
-    config = root / "config" / "platform.yaml"
-    config.parent.mkdir()
-    config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    # The loader reads worker definitions beside the platform file.
-    shutil.copytree(DEFAULT_CONFIG.parent / "workers", config.parent / "workers")
-    return synth_templates(config, root / "cdk.out")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["network"]["peering"]["research_vpc_id"] = RESEARCH_VPC_ID
+        data["network"]["bastion"]["ssh_allowed_cidrs"] = [SSH_RANGE]
+        data["network"]["flow_logs"]["destination"] = "s3"
+        data["network"]["nat_gateways"] = 2
+
+    return synth_variant(tmp_path_factory.mktemp("network-variant"), edit)
 
 
 # --- reading templates ------------------------------------------------------------------------------------------
