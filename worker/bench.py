@@ -170,11 +170,15 @@ def e2e_local(
     )
     pipeline.warm_up()
     total = len(photos) * repeat
+    # Photos in flight are capped as the worker caps them (runner.Worker.capacity), so the CPU/GPU decode split
+    # sees the same steady arrivals as in production rather than one burst of everything.
+    capacity = 2 * batch_size + 10
     start = time.perf_counter()
-    for n in range(total):
-        pipeline.submit(Item(n), photos[n % len(photos)])
-    finished = 0
+    submitted = finished = 0
     while finished < total:
+        while submitted < total and submitted - finished < capacity:
+            pipeline.submit(Item(submitted), photos[submitted % len(photos)])
+            submitted += 1
         batch = pipeline.next_batch(lambda: False)
         assert batch is not None
         finished += sum(1 for item in pipeline.infer(batch) if item.prediction is not None)

@@ -120,4 +120,6 @@ class GpuDecoder:
         out: list[torch.Tensor | None] = []
         for image, (_, candidate) in zip(images, files, strict=True):
             out.append(None if image is None else resize_crop(orient(image, candidate.orientation), self.size))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the time must cover the kernels, not just their launch
         return out, (time.perf_counter() - start) * 1000

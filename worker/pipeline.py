@@ -46,6 +46,25 @@ class Item:
         return self.failure is None and (pixels or self.raw is not None or self.tensor is not None)
 
 
+def _ewma(previous: float | None, sample: float, weight: float = 0.1) -> float:
+    return sample if previous is None else previous + weight * (sample - previous)
+
+
+@dataclass
+class DecodeRates:
+    """Moving averages of milliseconds per photo: one CPU decode process, and the GPU decoder per photo of a batch."""
+
+    cpu_ms: float | None = None
+    gpu_ms: float | None = None
+
+    def gpu_share(self, cpu_workers: int) -> float:
+        """The fraction of photos (beyond the CPU's short queue) the GPU should take; all of them until measured."""
+        if self.cpu_ms is None or self.gpu_ms is None:
+            return 1.0
+        cpu_rate, gpu_rate = cpu_workers / max(self.cpu_ms, 1e-3), 1.0 / max(self.gpu_ms, 1e-3)
+        return gpu_rate / (cpu_rate + gpu_rate)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -66,6 +85,8 @@ class Pipeline:
         self.draft = draft
         self.gpu_decoder = gpu_decoder
         self._cpu_outstanding = 0
+        self._gpu_credit = 0.0
+        self.rates = DecodeRates()
         self.ready: queue.Queue[Item] = queue.Queue()
         self._pool_lock = threading.Lock()
         self._pool = self._new_pool()
@@ -87,14 +108,23 @@ class Pipeline:
 
     def submit(self, item: Item, data: bytes) -> None:
         """Decode `data` (GPU for plain JPEGs when enabled, else the pool); the item lands on `ready`."""
-        # The CPU decoders keep a short queue and the GPU takes the overflow, so both stay busy.
-        if self.gpu_decoder is not None and self._cpu_outstanding >= 2 * self.decode_workers:
+        # The CPU decoders always keep a short queue; beyond it photos are shared in proportion to the measured
+        # rates, so that both decoders finish their share of a burst at about the same time.
+        if self.gpu_decoder is not None and self._cpu_outstanding >= 2 * self.decode_workers and self._gpu_turn():
             candidate = inspect(data, self.max_pixels)
             if candidate is not None:
                 item.raw, item.candidate = data, candidate
                 self.ready.put(item)
                 return
         self._submit_cpu(item, data)
+
+    def _gpu_turn(self) -> bool:
+        share = self.rates.gpu_share(self.decode_workers)
+        self._gpu_credit += share
+        if self._gpu_credit >= 1.0:
+            self._gpu_credit -= 1.0
+            return True
+        return False
 
     def _submit_cpu(self, item: Item, data: bytes) -> None:
         with self._pool_lock:
@@ -117,6 +147,8 @@ class Pipeline:
         try:
             item.decoded = future.result()
             item.error = item.decoded.error
+            if item.decoded.pixels is not None:
+                self.rates.cpu_ms = _ewma(self.rates.cpu_ms, item.decoded.decode_ms)
         except BaseException as exc:
             # A decoder process died (a crafted file can segfault a codec): retry the photo, replace the pool.
             item.failure = exc
@@ -185,6 +217,7 @@ class Pipeline:
             for item in waiting:
                 item.failure = exc
             return set()
+        self.rates.gpu_ms = _ewma(self.rates.gpu_ms, elapsed / len(files))
         deferred: set[int] = set()
         for item, tensor, (data, _) in zip(waiting, tensors, files, strict=True):
             item.raw = None
