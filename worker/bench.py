@@ -181,7 +181,11 @@ def e2e_local(
             submitted += 1
         batch = pipeline.next_batch(lambda: False)
         assert batch is not None
-        finished += sum(1 for item in pipeline.infer(batch) if item.prediction is not None)
+        for item in pipeline.infer(batch):
+            if item.prediction is None:
+                pipeline.close()
+                raise RuntimeError(f"photo {item.ref} was not classified: {item.error or item.failure!r}")
+            finished += 1
     elapsed = time.perf_counter() - start
     pipeline.close()
     torch.set_num_threads(threads)

@@ -126,9 +126,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def share_cpu_with_decoders(device: torch.device, decode_workers: int) -> None:
-    """On a CPU-only host the decode processes already fill the cores; more model threads would only thrash."""
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - decode_workers))
+    """The decode processes fill the cores; torch threads in this process would only take cores from them.
+
+    On a CPU-only host the model gets what the decoders leave. On a GPU host this process only stacks batches and
+    copies them to the device, and idle intra-op threads that spin after each small CPU op would steal cores from the
+    decoders, so one thread is enough.
+    """
+    spare = max(1, (os.cpu_count() or 1) - decode_workers)
+    torch.set_num_threads(spare if device.type == "cpu" else 1)
 
 
 def device_description(device: torch.device) -> str:
@@ -165,11 +170,9 @@ class Classifier:
         """uint8 NHWC (CPU array or tensor on any device) to the normalized NCHW tensor the model expects."""
         # Arrays decoded from shared or read-only buffers are copied once; torch must not alias read-only memory.
         tensor = torch.from_numpy(np.require(batch, requirements=["W"])) if isinstance(batch, np.ndarray) else batch
-        if tensor.device != self.device:
-            # Pinned host memory lets the copy overlap with the previous batch's kernels.
-            if self.device.type == "cuda":
-                tensor = tensor.pin_memory()
-            tensor = tensor.to(self.device, non_blocking=True)
+        # A no-op when the batch is already there (photos decoded by nvJPEG live on the GPU as "cuda:0", which
+        # compares unequal to the classifier's plain "cuda", so the devices are not compared here).
+        tensor = tensor.to(self.device)
         x = tensor.permute(0, 3, 1, 2).float()
         x = (x - self._mean) / self._std
         return x.to(dtype=self.dtype).contiguous(memory_format=self.memory_format)
