@@ -157,6 +157,9 @@ class Classifier:
         self._mean = torch.tensor(metadata.mean, device=device).view(shape) * 255.0
         self._std = torch.tensor(metadata.std, device=device).view(shape) * 255.0
         self._positive = metadata.classes.index(metadata.positive_class)
+        # cuDNN plans each new input shape (hundreds of milliseconds of CPU for this network), and batches closed by
+        # the timeout come in every size: on the GPU they are padded to a few fixed sizes instead.
+        self.pad_batches = device.type == "cuda"
 
     @property
     def version(self) -> str:
@@ -179,8 +182,20 @@ class Classifier:
 
     @torch.inference_mode()
     def probabilities(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
-        logits = self.model(self.to_input(batch))
+        x = self.to_input(batch)
+        count = x.shape[0]
+        padded = batch_bucket(count) if self.pad_batches else count
+        if padded > count:
+            zeros = x.new_zeros((padded - count, *x.shape[1:]))
+            x = torch.cat([x, zeros]).contiguous(memory_format=self.memory_format)
+        logits = self.model(x)[:count]
         return torch.softmax(logits.float(), dim=1).cpu()
+
+    def warm_up(self, max_batch: int) -> None:
+        """Run every padded batch shape once, so no photo waits for the GPU libraries to plan a new shape."""
+        size = self.input_size
+        for bucket in sorted({batch_bucket(n) for n in range(1, max_batch + 1)} if self.pad_batches else {1}):
+            self.probabilities(np.zeros((bucket, size, size, 3), dtype=np.uint8))
 
     def predict(self, batch: np.ndarray | torch.Tensor) -> list[Prediction]:
         if len(batch) == 0:
@@ -194,6 +209,11 @@ class Classifier:
             else:
                 out.append(Prediction(negative, round(1.0 - float(p), 6)))
         return out
+
+
+def batch_bucket(count: int) -> int:
+    """The padded batch size for `count` images: the next power of two (1, 2, 4, ... 256, 512, ...)."""
+    return 1 << max(0, count - 1).bit_length()
 
 
 def build_model(metadata: ModelMetadata) -> FoodNet:

@@ -101,7 +101,8 @@ class Pipeline:
         )
 
     def warm_up(self) -> None:
-        """Start every decode process now rather than on the first photo."""
+        """Start every decode process and plan every batch shape on the model's device now, not on the first photos."""
+        self.classifier.warm_up(self.batch_size)
         futures = [self._pool.submit(decode.is_heif, b"") for _ in range(self.decode_workers)]
         for future in futures:
             future.result()

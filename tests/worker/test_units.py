@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from tests.worker.conftest import AgentServer, Stack, jpeg
+from worker import decode
 from worker.__main__ import make_client
 from worker.events import parse_message, s3_event
+from worker.model import batch_bucket, load_local
 from worker.observability import JsonFormatter, Metrics
 from worker.protection import ScaleInProtection
 from worker.results import Result, ResultStore
@@ -217,3 +221,20 @@ def test_fine_tuning_on_an_image_folder_writes_a_model(demo_model: TrainResult, 
     assert metadata["extra"]["base_version"] == demo_model.metadata.version
     assert 0.0 <= result.heldout_accuracy <= 1.0
     assert (tmp_path / "out" / "model.safetensors").stat().st_size > 10_000
+
+
+def test_batches_are_padded_to_a_few_fixed_sizes() -> None:
+    assert [batch_bucket(n) for n in (1, 2, 3, 4, 5, 27, 128, 129, 256)] == [1, 2, 4, 4, 8, 32, 128, 256, 256]
+
+
+def test_padding_a_batch_leaves_each_photo_score_unchanged(demo_model: TrainResult) -> None:
+    classifier = load_local(demo_model.out_dir, torch.device("cpu"))
+    labels = ["food", "other", "food", "other", "food"]
+    batch = np.stack(
+        [decode.decode(jpeg(label, seed=i), classifier.input_size, 10**8).pixels for i, label in enumerate(labels)]
+    )
+    plain = classifier.probabilities(batch)
+    classifier.pad_batches = True  # as on a GPU: 5 photos run as a batch of 8
+    padded = classifier.probabilities(batch)
+    assert padded.shape == plain.shape
+    assert torch.allclose(padded, plain, atol=1e-5)
