@@ -90,6 +90,7 @@ class Worker:
         self._lock = threading.Lock()
         self._held: dict[str, Held] = {}
         self._in_pipeline = 0
+        self._releasing = 0  # failed messages between leaving `_held` and their visibility change
         self._downloads = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="download")
         self._done: list[list[Item]] = []
         self._done_ready = threading.Condition()
@@ -127,7 +128,7 @@ class Worker:
 
     def _busy(self) -> bool:
         with self._lock:
-            return bool(self._held)
+            return bool(self._held) or self._releasing > 0
 
     # --- receiving -------------------------------------------------------------------------------------------
 
@@ -269,7 +270,11 @@ class Worker:
             if held is None:
                 continue
             if held.failed:
-                self._change_visibility([(held.message_id, held.receipt)], self._backoff(held.receive_count))
+                try:
+                    self._change_visibility([(held.message_id, held.receipt)], self._backoff(held.receive_count))
+                finally:
+                    with self._lock:
+                        self._releasing -= 1
             else:
                 finished.append((held.message_id, held.receipt))
         with self._lock:
@@ -288,6 +293,9 @@ class Worker:
             if held.pending > 0:
                 return None
             del self._held[job.message_id]
+            if held.failed:
+                # Still busy until the retry delay is set: an idle check in between would see no work at all.
+                self._releasing += 1
             return held
 
     # --- SQS housekeeping ------------------------------------------------------------------------------------
