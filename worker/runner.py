@@ -196,6 +196,8 @@ class Worker:
             # the newer event's message becomes a duplicate.
             job.etag = str(response.get("ETag", job.etag)).strip('"') or job.etag
         except Exception as exc:
+            if self._closing.is_set():
+                return  # shut down while this download hung: its message was already released for redelivery
             item.download_ms = (time.perf_counter() - start) * 1000
             if is_missing(exc):
                 item.error = OBJECT_MISSING
@@ -204,6 +206,8 @@ class Worker:
                 item.failure = exc
             self.pipeline.put(item)
             return
+        if self._closing.is_set():
+            return  # likewise: the decode pool is gone and the message is back on the queue
         item.download_ms = (time.perf_counter() - start) * 1000
         self.pipeline.submit(item, data)
 
