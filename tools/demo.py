@@ -52,7 +52,7 @@ def demo_uploads(count: int, seed: int = 2026) -> list[Upload]:
         uploads.append(Upload(f"{label}-{i:02d}", label, synthetic.photo(label, width, height, seed + i)))
     good = uploads[0].data
     uploads.append(Upload("truncated", None, good[: len(good) // 4]))
-    uploads.append(Upload("not-a-photo", None, b"GIF89a? no, just text pretending", "image/png"))
+    uploads.append(Upload("not-a-photo", None, b"just text with a .png name, not a photo", "image/png"))
     return uploads
 
 

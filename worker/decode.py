@@ -28,6 +28,7 @@ HEIC_UNSUPPORTED = "heic_unsupported"
 
 # ISO-BMFF brands of HEIF/AVIF files (iPhone photos), recognised so the error says why, not just "not an image".
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 _WHITE = (255, 255, 255)
 
 
@@ -48,6 +49,12 @@ def init_pool_process(max_pixels: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def has_image_signature(data: bytes) -> bool:
+    """JPEG, PNG, GIF, WebP or TIFF magic bytes at the start."""
+    webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    return data.startswith(_IMAGE_MAGIC) or webp
 
 
 def is_heif(data: bytes) -> bool:
@@ -85,7 +92,10 @@ def _decode(data: bytes, size: int, max_pixels: int, draft: bool) -> tuple[np.nd
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise _DecodeError(TOO_MANY_PIXELS, str(exc)) from None
         except UnidentifiedImageError:
-            raise _DecodeError(HEIC_UNSUPPORTED if is_heif(data) else NOT_AN_IMAGE) from None
+            if is_heif(data):
+                raise _DecodeError(HEIC_UNSUPPORTED) from None
+            # A file that starts like an image but cannot be opened is a broken image, not some other file.
+            raise _DecodeError(CORRUPT_IMAGE if has_image_signature(data) else NOT_AN_IMAGE) from None
         except (OSError, SyntaxError, ValueError) as exc:
             code = TRUNCATED_IMAGE if "truncated" in str(exc).lower() else CORRUPT_IMAGE
             raise _DecodeError(code, str(exc)) from None

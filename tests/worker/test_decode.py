@@ -120,6 +120,24 @@ def test_heic_without_a_decoder() -> None:
     assert _decode(data).error == "heic_unsupported"
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xd8\xff" + bytes(100),
+        b"\x89PNG\r\n\x1a\n" + bytes(100),
+        b"GIF89a" + bytes(5),
+        b"RIFF\0\0\0\0WEBP" + bytes(9),
+    ],
+    ids=["jpeg", "png", "gif", "webp"],
+)
+def test_an_image_signature_with_nothing_readable_behind_it_is_a_corrupt_image(data: bytes) -> None:
+    assert _decode(data).error == "corrupt_image"
+
+
+def test_text_is_not_an_image() -> None:
+    assert _decode(b"hello, this is a text file\n" * 10).error == "not_an_image"
+
+
 def test_corrupt_header_never_raises() -> None:
     data = synthetic.photo("food", 320, 240, seed=4)
     mangled = data[:200] + bytes(len(data) - 200)
