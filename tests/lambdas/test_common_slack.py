@@ -8,7 +8,7 @@ import pytest
 
 from lambdas.common import slack
 from lambdas.common.slack import RetryPolicy, SlackError, SlackTarget, post_message
-from tests.conftest import REGION, SlackServer, client
+from tests.conftest import REGION, LoopbackHandler, SlackServer, client, loopback_server
 
 FAST = RetryPolicy(attempts=3, base_delay=0.5, max_delay=2.0, timeout=5.0)
 
@@ -72,35 +72,19 @@ def test_retry_after_header_is_honoured_and_capped() -> None:
 
 def test_retry_after_header_over_http(slack_server: SlackServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real 429 with a Retry-After header, served by a one-off handler on loopback."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     answers = [(429, {"Retry-After": "1.5"}, b""), (200, {}, b'{"ok": true}')]
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    class Handler(LoopbackHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server names)
+            self.body()
             status, headers, body = answers.pop(0)
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, body, headers)
 
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with loopback_server(Handler) as url:
         sleeps = Sleeps()
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        assert post_message(SlackTarget(webhook_url=url), text="x", retry=FAST, sleep=sleeps) == {"ok": True}
+        target = SlackTarget(webhook_url=f"{url}/hook")
+        assert post_message(target, text="x", retry=FAST, sleep=sleeps) == {"ok": True}
         assert sleeps == [1.5]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_server_errors_exhaust_attempts_and_raise(slack_server: SlackServer) -> None:

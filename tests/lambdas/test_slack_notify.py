@@ -12,7 +12,7 @@ import pytest
 from lambdas.common.slack import SlackError
 from lambdas.slack_notify import handler as notify
 from lambdas.slack_notify.logic import format_record
-from tests.conftest import SlackServer, client
+from tests.conftest import LoopbackHandler, SlackServer, client, loopback_server
 from tests.lambdas.conftest import FakeContext
 
 ACCOUNT = "123456789012"
@@ -443,48 +443,35 @@ def cloudtrail(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
 
     Every other request is forwarded to moto unchanged, so Secrets Manager still runs on the real moto server.
     """
-    import threading
     import urllib.error
     import urllib.request
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     state: dict[str, Any] = {"events": [], "lookups": [], "status": 200}
 
-    class Proxy(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    class Proxy(LoopbackHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server names)
+            body = self.body()
             if "LookupEvents" in (self.headers.get("X-Amz-Target") or ""):
                 state["lookups"].append(json.loads(body))
                 status = state["status"]
                 payload = json.dumps(
                     {"Events": state["events"]} if status == 200 else {"__type": "AccessDeniedException"}
                 ).encode()
-                self._reply(status, payload, "application/x-amz-json-1.1")
+                self.reply(status, payload, {"Content-Type": "application/x-amz-json-1.1"})
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
             request = urllib.request.Request(moto_server + self.path, data=body, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
-                    self._reply(response.status, response.read(), response.headers.get("Content-Type", ""))
+                    self.reply(
+                        response.status, response.read(), {"Content-Type": response.headers.get("Content-Type", "")}
+                    )
             except urllib.error.HTTPError as err:
-                self._reply(err.code, err.read(), err.headers.get("Content-Type", ""))
+                self.reply(err.code, err.read(), {"Content-Type": err.headers.get("Content-Type", "")})
 
-        def _reply(self, status: int, payload: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("MLBASE_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    yield state
-    server.shutdown()
-    server.server_close()
+    with loopback_server(Proxy) as url:
+        monkeypatch.setenv("MLBASE_ENDPOINT_URL", url)
+        yield state
 
 
 def test_finding_names_who_opened_the_group_from_cloudtrail(

@@ -7,13 +7,12 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REGION, client
+from tests.conftest import REGION, LoopbackHandler, client, loopback_server
 from worker import events, synthetic
 from worker.runner import Worker
 from worker.settings import load_settings
@@ -169,24 +168,11 @@ def ecs_agent() -> Iterator[AgentServer]:
     """A stand-in for the ECS agent's task-protection endpoint that records every request."""
     state = AgentServer(url="")
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+    class Handler(LoopbackHandler):
+        def do_PUT(self) -> None:  # noqa: N802 (http.server names)
+            body = json.loads(self.body())
             state.requests.append((self.command, self.path, body))
-            payload = json.dumps({"protection": {"ProtectionEnabled": body["ProtectionEnabled"]}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.reply(200, json.dumps({"protection": {"ProtectionEnabled": body["ProtectionEnabled"]}}).encode())
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with loopback_server(Handler) as state.url:
+        yield state
