@@ -156,7 +156,7 @@ def e2e_local(
     import torch
 
     from worker.model import share_cpu_with_decoders
-    from worker.pipeline import Item, Pipeline
+    from worker.pipeline import Item, Pipeline, in_flight_capacity
 
     threads = torch.get_num_threads()
     share_cpu_with_decoders(classifier.device, workers)
@@ -170,9 +170,9 @@ def e2e_local(
     )
     pipeline.warm_up()
     total = len(photos) * repeat
-    # Photos in flight are capped as the worker caps them (runner.Worker.capacity), so the CPU/GPU decode split
-    # sees the same steady arrivals as in production rather than one burst of everything.
-    capacity = 2 * batch_size + 10
+    # Photos in flight are capped as the worker caps them, so the CPU/GPU decode split sees the same steady
+    # arrivals as in production rather than one burst of everything (no download threads here).
+    capacity = in_flight_capacity(batch_size, 0)
     start = time.perf_counter()
     submitted = finished = 0
     while finished < total:

@@ -194,7 +194,8 @@ class Classifier:
     def warm_up(self, max_batch: int) -> None:
         """Run every padded batch shape once, so no photo waits for the GPU libraries to plan a new shape."""
         size = self.input_size
-        for bucket in sorted({batch_bucket(n) for n in range(1, max_batch + 1)} if self.pad_batches else {1}):
+        largest = batch_bucket(max_batch) if self.pad_batches else 1
+        for bucket in (1 << k for k in range(largest.bit_length())):  # 1, 2, 4, ... largest
             self.probabilities(np.zeros((bucket, size, size, 3), dtype=np.uint8))
 
     def predict(self, batch: np.ndarray | torch.Tensor) -> list[Prediction]:

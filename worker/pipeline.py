@@ -46,6 +46,11 @@ class Item:
         return self.failure is None and (pixels or self.raw is not None or self.tensor is not None)
 
 
+def in_flight_capacity(batch_size: int, download_concurrency: int) -> int:
+    """Photos in flight before the worker stops receiving: enough to keep two batches queued behind the model."""
+    return max(2 * batch_size, download_concurrency) + 10
+
+
 def _ewma(previous: float | None, sample: float, weight: float = 0.1) -> float:
     return sample if previous is None else previous + weight * (sample - previous)
 

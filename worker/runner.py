@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from worker.events import Upload, parse_message
 from worker.observability import Metrics
-from worker.pipeline import Item, Pipeline
+from worker.pipeline import Item, Pipeline, in_flight_capacity
 from worker.protection import ScaleInProtection
 from worker.results import Result, ResultStore
 from worker.settings import Settings
@@ -81,8 +81,7 @@ class Worker:
         self.store = store
         self.metrics = metrics
         self.protection = protection
-        # Photos in flight before receiving pauses: enough to keep two batches queued behind the model.
-        self.capacity = max(2 * settings.batch_size, settings.download_concurrency) + 10
+        self.capacity = in_flight_capacity(settings.batch_size, settings.download_concurrency)
         self.processed = 0
         self._stop = threading.Event()
         self._stop_requested_at: float | None = None
