@@ -56,10 +56,16 @@ def _display(file: str) -> str:
 # --- field validators -------------------------------------------------------------------------------------------
 
 
-def _account_id(value: str) -> str:
-    if not re.fullmatch(r"\d{12}", value):
-        raise ValueError("must be a 12-digit AWS account ID, quoted as a string")
-    return value
+def _matching(pattern: str, message: str) -> AfterValidator:
+    """A string that must match `pattern` in full; `message` says what it must be (it ends up in the one-line error)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
 
 
 def _region(value: str) -> str:
@@ -80,12 +86,6 @@ def _cidr(value: str) -> str:
     return value
 
 
-def _email(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", value):
-        raise ValueError("must be an e-mail address like team@example.com")
-    return value
-
-
 def _percentage(value: int) -> int:
     if not 1 <= value <= 1000:
         raise ValueError("must be a percentage between 1 and 1000")
@@ -98,25 +98,25 @@ def _port(value: int) -> int:
     return value
 
 
-def _role_name(value: str) -> str:
-    if not re.fullmatch(r"[\w+=,.@-]{1,64}", value):
-        raise ValueError("must be an IAM role name: 1-64 letters, digits or +=,.@_-")
-    return value
-
-
-def _instance_type(value: str) -> str:
-    if not re.fullmatch(r"(g|p)[0-9][a-z0-9-]*\.[0-9]*(x?large|metal)[a-z0-9-]*", value):
-        raise ValueError("must be a GPU instance type of the g or p families, like g5.xlarge")
-    return value
-
-
-InstanceType = Annotated[str, AfterValidator(_instance_type)]
-AccountId = Annotated[str, AfterValidator(_account_id)]
+InstanceType = Annotated[
+    str,
+    _matching(
+        r"(g|p)[0-9][a-z0-9-]*\.[0-9]*(x?large|metal)[a-z0-9-]*",
+        "must be a GPU instance type of the g or p families, like g5.xlarge",
+    ),
+]
+AccountId = Annotated[str, _matching(r"\d{12}", "must be a 12-digit AWS account ID, quoted as a string")]
 Region = Annotated[str, AfterValidator(_region)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
-Email = Annotated[str, AfterValidator(_email)]
+Email = Annotated[
+    str,
+    _matching(
+        r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+        "must be an e-mail address like team@example.com",
+    ),
+]
 Percentage = Annotated[int, AfterValidator(_percentage)]
-RoleName = Annotated[str, AfterValidator(_role_name)]
+RoleName = Annotated[str, _matching(r"[\w+=,.@-]{1,64}", "must be an IAM role name: 1-64 letters, digits or +=,.@_-")]
 Port = Annotated[int, AfterValidator(_port)]
 
 
@@ -155,12 +155,6 @@ class Vpc(Model):
     cidr: Cidr
 
 
-def _vpc_id(value: str) -> str:
-    if not re.fullmatch(r"vpc-[0-9a-f]{8}([0-9a-f]{9})?", value):
-        raise ValueError("must be a VPC ID like vpc-0123456789abcdef0 (from the Research-Network stack's outputs)")
-    return value
-
-
 def _admitted_cidr(value: str) -> str:
     try:
         net = ipaddress.ip_network(value, strict=True)
@@ -171,7 +165,13 @@ def _admitted_cidr(value: str) -> str:
     return value
 
 
-VpcId = Annotated[str, AfterValidator(_vpc_id)]
+VpcId = Annotated[
+    str,
+    _matching(
+        r"vpc-[0-9a-f]{8}([0-9a-f]{9})?",
+        "must be a VPC ID like vpc-0123456789abcdef0 (from the Research-Network stack's outputs)",
+    ),
+]
 AdmittedCidr = Annotated[str, AfterValidator(_admitted_cidr)]
 
 
@@ -227,20 +227,13 @@ class Budgets(Model):
     research: Budget
 
 
-def _slack_id(value: str) -> str:
-    if not re.fullmatch(r"[UW][A-Z0-9]{6,12}", value):
-        raise ValueError("must be a Slack member ID like U0123ABCD (profile > copy member ID)")
-    return value
-
-
-def _channel_id(value: str) -> str:
-    if not re.fullmatch(r"[CG][A-Z0-9]{6,12}", value):
-        raise ValueError("must be a Slack channel ID like C0123ABCD (channel details > copy channel ID)")
-    return value
-
-
-SlackUserId = Annotated[str, AfterValidator(_slack_id)]
-SlackChannelId = Annotated[str, AfterValidator(_channel_id)]
+SlackUserId = Annotated[
+    str, _matching(r"[UW][A-Z0-9]{6,12}", "must be a Slack member ID like U0123ABCD (profile > copy member ID)")
+]
+SlackChannelId = Annotated[
+    str,
+    _matching(r"[CG][A-Z0-9]{6,12}", "must be a Slack channel ID like C0123ABCD (channel details > copy channel ID)"),
+]
 GroupName = Literal["PlatformAdmins", "Researchers", "ReadOnly"]
 
 
@@ -335,13 +328,7 @@ class PlatformConfig(Model):
 # --- config/workers/*.yaml --------------------------------------------------------------------------------------
 
 
-def _ssm_parameter(value: str) -> str:
-    if not re.fullmatch(r"/[A-Za-z0-9_.\-/]+", value):
-        raise ValueError("must be an SSM parameter name starting with /")
-    return value
-
-
-SsmParameter = Annotated[str, AfterValidator(_ssm_parameter)]
+SsmParameter = Annotated[str, _matching(r"/[A-Za-z0-9_.\-/]+", "must be an SSM parameter name starting with /")]
 
 
 class Capacity(Model):
