@@ -274,6 +274,19 @@ class SecurityGroupRules(Model):
     auto_remediate: bool = False
 
 
+class SecurityBaseline(Model):
+    """The account security baseline of both accounts (cdk_constructs/security_baseline.py); every piece is on unless
+    switched off here. Switching a piece off stops managing it: it does not weaken what the account already has."""
+
+    guardduty: bool = True
+    security_hub: bool = True
+    access_analyzer: bool = True
+    s3_block_public_access: bool = True
+    ebs_encryption_by_default: bool = True
+    password_policy: bool = True
+    cis_alarms: bool = True
+
+
 class Slack(Model):
     """Names of Secrets Manager secrets (created by hand, never in a template) and the channel to post to."""
 
@@ -320,6 +333,7 @@ class PlatformConfig(Model):
     access: Access = Access()
     organization: Organization = Organization()
     security_groups: SecurityGroupRules = SecurityGroupRules()
+    security_baseline: SecurityBaseline = SecurityBaseline()
     slack: Slack = Slack()
     workbench: Workbench = Workbench()
     photo_service: PhotoService = PhotoService()

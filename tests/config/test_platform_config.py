@@ -183,3 +183,35 @@ def test_app_prints_one_line_and_exits_non_zero_without_traceback(tmp_path: Path
         " quoted as a string"
     ]
     assert "Traceback" not in proc.stderr
+
+
+def test_security_baseline_is_all_on_by_default(tmp_path: Path) -> None:
+    data = base()
+    data.pop("security_baseline", None)
+    baseline = load_platform(write(tmp_path, data)).config.security_baseline
+    assert set(baseline.model_dump().values()) == {True}
+    assert len(baseline.model_dump()) == 7
+
+
+def test_security_baseline_piece_can_be_switched_off(tmp_path: Path) -> None:
+    data = base()
+    data["security_baseline"] = {"guardduty": False}
+    baseline = load_platform(write(tmp_path, data)).config.security_baseline
+    assert (baseline.guardduty, baseline.security_hub, baseline.cis_alarms) == (False, True, True)
+
+
+def test_security_baseline_switch_must_be_a_boolean(tmp_path: Path) -> None:
+    data = base()
+    data["security_baseline"] = {"security_hub": "sometimes"}
+    line = error_for(tmp_path, data)
+    assert "security_baseline.security_hub: 'sometimes': Input should be a valid boolean" in line
+
+
+def test_security_baseline_unknown_piece_lists_the_known_ones(tmp_path: Path) -> None:
+    data = base()
+    data["security_baseline"] = {"macie": True}
+    line = error_for(tmp_path, data)
+    assert (
+        "security_baseline.macie: 'macie': unknown key; allowed here: access_analyzer, cis_alarms,"
+        " ebs_encryption_by_default, guardduty, password_policy, s3_block_public_access, security_hub"
+    ) in line
