@@ -15,6 +15,9 @@ from cdk_constructs.log_archive import CONFIG_PREFIX, TRAIL_NAME, ArchiveLocatio
 from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 
+# The trail's CloudWatch Logs group in every account.
+TRAIL_LOG_GROUP_NAME = f"/aws/cloudtrail/{TRAIL_NAME}"
+
 
 class AccountAudit(Construct):
     """CloudTrail (multi-region, global events, file validation, KMS) and AWS Config (all resources) for one account.
@@ -41,6 +44,9 @@ class AccountAudit(Construct):
         self.log_group = logs.LogGroup(
             self,
             "TrailLogGroup",
+            # Named, so that stacks of the same account (the CIS metric filters in Guardrails) find it without an
+            # export that would pin this group.
+            log_group_name=TRAIL_LOG_GROUP_NAME,
             encryption_key=self.logs_key,
             retention=log_retention,
             removal_policy=RemovalPolicy.RETAIN,

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Literal
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_organizations as organizations
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cdk_constructs.account_audit import TRAIL_LOG_GROUP_NAME
 from cdk_constructs.budgets import CostBudget
 from cdk_constructs.log_archive import TRAIL_NAME
 from cdk_constructs.notifications import Notifications
 from cdk_constructs.scps import ResearchScps
+from cdk_constructs.security_baseline import BaselinePieces, SecurityBaseline
 from cdk_constructs.sg_rules import SecurityGroupRules
 from stacks.audit import archive_location
 from stacks.config import ConfigError, Platform, PlatformConfig
@@ -25,7 +28,8 @@ class GuardrailsStack(Stack):
     """One account's guardrails. `notifications_topic` is where alarms and findings go (e-mail and Slack).
 
     Both accounts: the notification path (`Notifications`), the security-group Config rules with their findings
-    routed to the topic, and the account's monthly budget. Research also gets one budget per researcher with a
+    routed to the topic, the security baseline (`SecurityBaseline`, its findings and CIS alarms routed to the topic
+    too), and the account's monthly budget. Research also gets one budget per researcher with a
     `monthly_budget_usd`, counted on the `Owner` tag. Production, the organization's management account, also holds
     the SCPs on the research account (`organization.manage_scps`) and, optionally, the research account itself
     (`organization.create_research_account`).
@@ -47,6 +51,15 @@ class GuardrailsStack(Stack):
             allowed_ports=cfg.security_groups.allowed_world_ports,
             topic=self.notifications_topic,
             auto_remediate=cfg.security_groups.auto_remediate,
+        )
+        # The trail's log group lives in this account's Audit stack (deployed first); found by its fixed name.
+        self.security_baseline = SecurityBaseline(
+            self,
+            "SecurityBaseline",
+            topic=self.notifications_topic,
+            trail_log_group=logs.LogGroup.from_log_group_name(self, "TrailLogGroup", TRAIL_LOG_GROUP_NAME),
+            pieces=BaselinePieces(**cfg.security_baseline.model_dump()),
+            name_prefix=prefix,
         )
         self._budgets(cfg, account)
         if account == "production":
