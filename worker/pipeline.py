@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +93,12 @@ class Pipeline:
         self._gpu_credit = 0.0
         self.rates = DecodeRates()
         self.ready: queue.Queue[Item] = queue.Queue()
+        # Guards the pool reference and the counter only. Never held while anything runs done-callbacks: a pool's
+        # shutdown cancels queued decodes, their callbacks (`_decoded`) run in the pool's manager thread and take
+        # this lock, and shutdown waits for that thread.
         self._pool_lock = threading.Lock()
+        self._closed = False
+        self.cancelled_decodes = 0
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -150,6 +155,12 @@ class Pipeline:
     def _decoded(self, item: Item, future: Future[decode.Decoded], pool: ProcessPoolExecutor) -> None:
         with self._pool_lock:
             self._cpu_outstanding -= 1
+            self.cancelled_decodes += int(future.cancelled())
+        if future.cancelled():
+            # Cancelled at shutdown: its message was already released for redelivery; a retry, never a result.
+            item.failure = CancelledError("decode cancelled at shutdown")
+            self.ready.put(item)
+            return
         try:
             item.decoded = future.result()
             item.error = item.decoded.error
@@ -164,7 +175,7 @@ class Pipeline:
 
     def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
         with self._pool_lock:
-            if self._pool is broken:
+            if self._pool is broken and not self._closed:
                 self._pool = self._new_pool()
         broken.shutdown(wait=False, cancel_futures=True)
 
@@ -248,5 +259,9 @@ class Pipeline:
         return torch.stack(parts)
 
     def close(self) -> None:
+        """Stop the decoders: queued decodes are cancelled (they come back as retries), running ones finish."""
         with self._pool_lock:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._closed = True
+            pool = self._pool
+        # Outside the lock: shutdown runs `_decoded` for every cancelled decode, which takes the lock.
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -213,7 +213,8 @@ class Worker:
     # --- inference and results -------------------------------------------------------------------------------
 
     def _infer_loop(self) -> None:
-        while True:
+        # Once closing, every message still in the pipeline has been released: classifying more would only delay exit.
+        while not self._closing.is_set():
             batch = self.pipeline.next_batch(self._closing.is_set)
             if batch is None:
                 break
@@ -369,10 +370,18 @@ class Worker:
             self._change_visibility([(h.message_id, h.receipt) for h in leftover], 0)
         self._closing.set()
         self._downloads.shutdown(wait=False, cancel_futures=True)
+        # Cancel the queued decodes now (their messages are back on the queue), not after waiting for the threads.
+        self.pipeline.close()
         for thread in threads:
             thread.join(timeout=max(0.5, deadline + margin - 1 - time.monotonic()))
-        self.pipeline.close()
         self.store.close()
         self.metrics.flush(force=True)
         self.protection.update(False)
-        log.info("stopped", extra={"processed": self.processed, "released": len(leftover)})
+        log.info(
+            "stopped",
+            extra={
+                "processed": self.processed,
+                "released": len(leftover),
+                "cancelled_decodes": self.pipeline.cancelled_decodes,
+            },
+        )

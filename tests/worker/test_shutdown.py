@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from tests.worker.conftest import Stack, jpeg, run_worker
 from worker.__main__ import make_client
@@ -66,3 +71,71 @@ def test_work_still_in_hand_at_the_stop_deadline_is_released_at_once(stack: Stac
     assert elapsed < 10
     assert stack.results() == {}
     assert len(stack.drain(stack.queue_url)) == 3  # visible again straight away, not after the 60 s timeout
+
+
+def _large_png() -> bytes:
+    """A 3000x2250 PNG (a phone screenshot's size) that compresses to ~100 KB but costs a full decode."""
+    ramp = np.linspace(0, 255, 3000, dtype=np.uint8)[None, :].repeat(2250, 0)
+    pixels = np.stack([ramp, ramp[:, ::-1], np.full_like(ramp, 90)], axis=-1)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def test_decodes_still_queued_at_the_stop_deadline_exit_0_in_time_and_lose_nothing(
+    stack: Stack, demo_model: TrainResult
+) -> None:
+    """The drill: one decoder, 60 large PNGs in hand, a 3 s stop timeout; the deadline falls with decodes queued."""
+    data = _large_png()
+    keys = [f"uploads/u7/{i:03d}.png" for i in range(60)]
+    for key in keys:
+        stack.upload(key, data)
+    env = {
+        **os.environ,
+        **stack.env(
+            demo_model.out_dir,
+            MLBASE_STOP_TIMEOUT_S="3",
+            MLBASE_BATCH_SIZE="32",  # room for all 60 photos in hand at once
+            MLBASE_DOWNLOAD_CONCURRENCY="8",
+        ),
+        "PYTHONPATH": str(REPO),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    # Its own process group, so that a hung worker and its decode processes (which hold the pipe) can all be killed.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not stack.results() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        assert stack.results(), "the worker stored no result within 60 s"
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            raise AssertionError("the worker hung at shutdown: " + output.decode()[-2000:]) from None
+        stopped_in = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output.decode()[-2000:]
+    # Within the stop timeout, so ECS never needs SIGKILL.
+    assert stopped_in < 3.0, f"stopped {stopped_in:.2f} s after SIGTERM"
+    stopped = next(json.loads(line) for line in output.splitlines() if b'"message": "stopped"' in line)
+    assert stopped["cancelled_decodes"] > 0, "the drill must reach the deadline with decodes still queued"
+    assert stopped["released"] > 0
+
+    stored = set(stack.results())
+    visible = {json.loads(m["Body"])["Records"][0]["s3"]["object"]["key"] for m in stack.drain(stack.queue_url)}
+    assert stored | visible == set(keys)  # each photo has a result or its message is back on the queue
+    assert stack.drain(stack.dlq_url) == []
