@@ -1,0 +1,1 @@
+"""The deploy order as data (`plan`), read against the synthesized cloud assembly (`assembly`, `check`)."""
