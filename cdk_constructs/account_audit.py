@@ -22,10 +22,14 @@ TRAIL_LOG_GROUP_NAME = f"/aws/cloudtrail/{TRAIL_NAME}"
 class AccountAudit(Construct):
     """CloudTrail (multi-region, global events, file validation, KMS) and AWS Config (all resources) for one account.
 
-    Both deliver to the archive named by `archive`, which may live in another account: the archive bucket and key are
-    addressed by their deterministic names, so no cross-account reference is needed. The trail also delivers to a
-    KMS-encrypted CloudWatch Logs group with the given retention. Global resource types are recorded because each
+    Both deliver to the archive named by `archive`, which may live in another account: the trail writes into the
+    locked archive bucket (the key named by its alias, which CloudTrail accepts), Config into the archive's Config
+    bucket with the key's ARN (`archive_key_arn`: the PutDeliveryChannel API takes a key ARN). The trail also delivers
+    to a KMS-encrypted CloudWatch Logs group with the given retention. Global resource types are recorded because each
     account has exactly one recorder, in its home region.
+
+    With `create_recorder=False` the account keeps a recorder and delivery channel it already has (Control Tower, an
+    earlier setup; AWS allows one of each per region), and none is created here.
     """
 
     def __init__(
@@ -34,7 +38,9 @@ class AccountAudit(Construct):
         id_: str,
         *,
         archive: ArchiveLocation,
+        archive_key_arn: str,
         log_retention: logs.RetentionDays,
+        create_recorder: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         bucket = s3.Bucket.from_bucket_name(self, "Archive", archive.bucket_name)
@@ -71,6 +77,9 @@ class AccountAudit(Construct):
             ),
         )
 
+        self.recorder_role: iam.Role | None = None
+        if not create_recorder:
+            return
         self.recorder_role = iam.Role(
             self,
             "RecorderRole",
@@ -96,9 +105,9 @@ class AccountAudit(Construct):
         self.delivery_channel = config.CfnDeliveryChannel(
             self,
             "DeliveryChannel",
-            s3_bucket_name=archive.bucket_name,
+            s3_bucket_name=archive.config_bucket_name,
             s3_key_prefix=CONFIG_PREFIX,
-            s3_kms_key_arn=archive.key_alias_arn,
+            s3_kms_key_arn=archive_key_arn,
             config_snapshot_delivery_properties=config.CfnDeliveryChannel.ConfigSnapshotDeliveryPropertiesProperty(
                 delivery_frequency="TwentyFour_Hours"
             ),

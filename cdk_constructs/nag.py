@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import custom_resources as cr
 from constructs import IConstruct
 
 
 def acknowledge(construct: IConstruct, *findings: tuple[str, str]) -> None:
     """Acknowledge `(rule_id, reason)` pairs on exactly this construct (and its children), never wider."""
     Validations.of(construct).acknowledge(*(Acknowledgment(id=rule, reason=reason) for rule, reason in findings))
+
+
+def acknowledge_sdk_call_provider(stack: Stack, purpose: str) -> None:
+    """Acknowledge the findings of a stack's AwsCustomResource provider (one Lambda per stack, library-managed).
+
+    The provider is found through the library's public `PROVIDER_FUNCTION_UUID`, from which aws-cdk-lib derives its
+    construct ID. `purpose` says which deploy-time SDK calls it makes in this stack.
+    """
+    provider = stack.node.try_find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
+    if provider is None:
+        return
+    reason = f"aws-cdk-lib's AwsCustomResource provider: runs only during deployment to {purpose}."
+    for rule in (
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        "NIST.800.53.R5-LambdaConcurrency",
+        "NIST.800.53.R5-LambdaDLQ",
+        "NIST.800.53.R5-LambdaInsideVPC",
+        "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
+    ):
+        acknowledge(provider, (rule, reason))
+
+
+def acknowledge_sdk_call_policy(resource: cr.AwsCustomResource) -> None:
+    acknowledge(
+        resource.node.find_child("CustomResourcePolicy"),
+        (
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "The AwsCustomResource attaches its SDK-call permissions inline to the library's provider role.",
+        ),
+    )

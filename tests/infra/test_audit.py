@@ -20,13 +20,15 @@ def archive_bucket(t: dict[str, Any]) -> dict[str, Any]:
     return bucket["Properties"]
 
 
-def archive_policy_statements(t: dict[str, Any]) -> list[dict[str, Any]]:
+def archive_policy_statements(t: dict[str, Any], bucket: str = "Bucket") -> list[dict[str, Any]]:
+    """The bucket policy statements of the archive (or of the LogArchive construct's other bucket `bucket`)."""
+    name = ARCHIVE if bucket == "Bucket" else "mlbase-config-111111111111-ap-northeast-1"
     for policy in resources_of(t, "AWS::S3::BucketPolicy").values():
         bucket_ref = policy["Properties"]["Bucket"]
         logical = bucket_ref.get("Ref")
-        if t["Resources"][logical]["Properties"].get("BucketName") == ARCHIVE:
+        if t["Resources"][logical]["Properties"].get("BucketName") == name:
             return list(policy["Properties"]["PolicyDocument"]["Statement"])
-    raise AssertionError("archive bucket policy not found")
+    raise AssertionError(f"bucket policy of {name} not found")
 
 
 def test_archive_object_lock_defaults_to_compliance_365_days(templates: dict[str, dict[str, Any]]) -> None:
@@ -85,13 +87,14 @@ def test_archive_policy_enforces_tls(templates: dict[str, dict[str, Any]]) -> No
 
 def test_archive_denies_deletion_and_lock_changes_to_all_but_break_glass(templates: dict[str, dict[str, Any]]) -> None:
     t = templates["Production-Audit"]
-    (deny,) = [s for s in archive_policy_statements(t) if s.get("Sid") == "DenyDeletionAndLockChangesExceptBreakGlass"]
+    (deny,) = [s for s in archive_policy_statements(t) if s.get("Sid") == "DenyDeletionExceptBreakGlass"]
     assert deny["Effect"] == "Deny"
     assert deny["Principal"] == {"AWS": "*"}
     for action in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention", "s3:BypassGovernanceRetention",
-                   "s3:PutBucketObjectLockConfiguration", "s3:PutObjectLegalHold"):  # fmt: skip
+                   "s3:DeleteBucketPolicy", "s3:PutObjectLegalHold"):  # fmt: skip
         assert action in deny["Action"]
-    role_logical = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::GetAtt"][0]
+    (exempt,) = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    role_logical = exempt["Fn::GetAtt"][0]
     role = t["Resources"][role_logical]
     assert role["Properties"]["RoleName"] == "MlbaseBreakGlass"
     trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
@@ -111,8 +114,10 @@ def test_archive_admits_both_accounts_trails_scoped_by_source_arn(templates: dic
     assert any(f"/AWSLogs/{PROD}/*" in str(r) for r in resources)
 
 
-def test_archive_admits_both_accounts_config_scoped_by_source_account(templates: dict[str, dict[str, Any]]) -> None:
-    statements = {s.get("Sid"): s for s in archive_policy_statements(templates["Production-Audit"])}
+def test_config_bucket_admits_both_accounts_config_scoped_by_source_account(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    statements = {s.get("Sid"): s for s in archive_policy_statements(templates["Production-Audit"], "ConfigBucket")}
     for sid in ("ConfigAclCheck", "ConfigWrite"):
         assert statements[sid]["Principal"] == {"Service": "config.amazonaws.com"}
         assert statements[sid]["Condition"]["StringEquals"]["aws:SourceAccount"] == [PROD, RESEARCH]
@@ -158,9 +163,10 @@ def test_each_account_records_all_resources_with_global_types(template: Callable
             "AWS::Config::ConfigurationRecorder",
             {"RecordingGroup": {"AllSupported": True, "IncludeGlobalResourceTypes": True}},
         )
+        # Config cannot deliver into Object Lock: its own bucket, replicated into the archive.
         template(stack).has_resource_properties(
             "AWS::Config::DeliveryChannel",
-            {"S3BucketName": ARCHIVE, "S3KeyPrefix": "config", "S3KmsKeyArn": Match.string_like_regexp("alias/")},
+            {"S3BucketName": "mlbase-config-111111111111-ap-northeast-1", "S3KeyPrefix": "config"},
         )
 
 
@@ -179,14 +185,18 @@ def test_stateful_logical_ids_are_pinned(templates: dict[str, dict[str, Any]]) -
     """Renaming these would replace the archive: the change must be deliberate, so this test must change too."""
     t = templates["Production-Audit"]
     buckets = sorted(resources_of(t, "AWS::S3::Bucket"))
-    assert buckets == ["LogArchiveAccessLogBucketA7576278", "LogArchiveBucket6951A440"]
+    assert buckets == [
+        "LogArchiveAccessLogBucketA7576278",
+        "LogArchiveBucket6951A440",
+        "LogArchiveConfigBucket06FC9A38",
+    ]
     assert sorted(resources_of(t, "AWS::KMS::Key")) == ["AccountAuditLogsKey13DA9E1B", "LogArchiveKey11A44769"]
 
 
 def test_archive_admits_flow_logs_only_when_asked(tmp_path: Path) -> None:
     from aws_cdk import App, Environment, Stack
 
-    from cdk_constructs.log_archive import ArchiveLocation, LogArchive
+    from cdk_constructs.log_archive import ArchiveLocation, AuditSource, LogArchive
     from stacks.stages import feature_flags
 
     stacks = {}
@@ -197,7 +207,7 @@ def test_archive_admits_flow_logs_only_when_asked(tmp_path: Path) -> None:
             stack,
             "LogArchive",
             location=ArchiveLocation(account=PROD, region="ap-northeast-1", project="mlbase"),
-            source_accounts=[PROD, RESEARCH],
+            sources=[AuditSource(PROD, "ap-northeast-1"), AuditSource(RESEARCH, "ap-northeast-1")],
             lock_mode="COMPLIANCE",
             lock_days=365,
             transition_days=90,

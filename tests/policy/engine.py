@@ -33,6 +33,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SIMULATE = Path(__file__).with_name("simulate.mjs")
 MANAGED = Path(__file__).with_name("managed")
 EC_PREFIX = "kms:EncryptionContext:"
+# The operations that `kms:EncryptionContext:<key>` applies to (kms/latest/developerguide/conditions-kms.html).
+EC_OPERATIONS = (
+    "kms:creategrant",
+    "kms:encrypt",
+    "kms:decrypt",
+    "kms:generatedatakey",
+    "kms:reencrypt",
+)
 
 
 class CaseError(Exception):
@@ -292,7 +300,8 @@ def arn(value: str | Callable[[Assembly], str], account_of: str) -> What:
 def _ec_holds(operator: str, expected: Any, actual: str | None) -> bool:
     base = operator.removesuffix("IfExists")
     if actual is None:
-        return operator.endswith("IfExists")
+        # An absent key fails a positive operator and satisfies a negated one (or any ...IfExists).
+        return operator.endswith("IfExists") or "Not" in base
     values = expected if isinstance(expected, list) else [expected]
     if base in ("StringEquals", "ArnEquals"):
         return actual in values
@@ -305,10 +314,15 @@ def _ec_holds(operator: str, expected: Any, actual: str | None) -> bool:
     raise CaseError(f"operator {operator} on an encryption-context key is not judged by the harness")
 
 
-def bind_encryption_context(policy: Any, context: Mapping[str, str] | None) -> Any:
-    """`policy` with its `kms:EncryptionContext:*` conditions decided against `context` (see the module doc)."""
+def bind_encryption_context(policy: Any, context: Mapping[str, str] | None, action: str) -> Any:
+    """`policy` with its `kms:EncryptionContext:*` conditions decided against `context` (see the module doc).
+
+    Only the KMS operations that take an encryption context carry one; for any other action the keys are absent.
+    """
     if policy is None:
         return None
+    if context is None and not action.lower().startswith(EC_OPERATIONS):
+        context = {}
     policy = copy.deepcopy(policy)
     statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
     kept = []
@@ -345,7 +359,7 @@ def simulation(asm: Assembly, case: Case) -> dict[str, Any]:
     ec = case.encryption_context
 
     def policies(items: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:
-        return [{"name": n, "policy": bind_encryption_context(p, ec)} for n, p in items]
+        return [{"name": n, "policy": bind_encryption_context(p, ec, case.action)} for n, p in items]
 
     sim: dict[str, Any] = {
         "request": {
@@ -361,7 +375,7 @@ def simulation(asm: Assembly, case: Case) -> dict[str, Any]:
     if party.boundary:
         sim["permissionBoundaryPolicies"] = policies(party.boundary)
     if target.policy is not None:
-        sim["resourcePolicy"] = bind_encryption_context(target.policy, ec)
+        sim["resourcePolicy"] = bind_encryption_context(target.policy, ec, case.action)
     return sim
 
 
