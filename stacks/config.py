@@ -140,6 +140,11 @@ class Accounts(Model):
     research: Account
 
 
+class ConfigRecorders(Model):
+    production: Literal["create", "existing"] = "create"
+    research: Literal["create", "existing"] = "create"
+
+
 class Audit(Model):
     object_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
     object_lock_days: int = Field(default=365, ge=1, le=36500)
@@ -149,6 +154,9 @@ class Audit(Model):
         1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
     ] = 365
     break_glass_role_name: RoleName = "MlbaseBreakGlass"
+    # Per account: `create` makes the AWS Config recorder and delivery channel; `existing` keeps the ones the account
+    # already has (AWS allows one of each per region, so creating a second fails the deploy).
+    config_recorder: ConfigRecorders = ConfigRecorders()
 
 
 class Vpc(Model):
