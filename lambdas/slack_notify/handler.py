@@ -1,5 +1,6 @@
-"""SNS to Slack: every notification of the platform (budgets, Config compliance changes, CloudWatch alarms, the
-idle monitor, anything else as plain text) becomes one readable Slack message.
+"""SNS to Slack: every notification of the platform (budgets, Config compliance changes, GuardDuty, Security Hub and
+Access Analyzer findings, CIS and other CloudWatch alarms, the idle monitor, anything else as plain text) becomes one
+readable Slack message.
 
 Nothing is dropped silently. A failed Slack call is retried here (bounded backoff honouring Retry-After); if it
 still fails the invocation raises, so Lambda's asynchronous retries run and the event then lands in the function's

@@ -6,6 +6,11 @@ Sources recognised, in this order:
   through untouched.
 - AWS Config compliance change: the EventBridge event ``"detail-type": "Config Rules Compliance Change"``
   delivered through SNS, optionally enriched with ``changedBy`` (top level or in ``detail``).
+- GuardDuty finding: the EventBridge event ``"detail-type": "GuardDuty Finding"`` (severity 7 and above reach the
+  topic).
+- Security Hub finding: ``"detail-type": "Security Hub Findings - Imported"``, each finding of ``detail.findings``.
+- IAM Access Analyzer finding: ``"detail-type": "Access Analyzer Finding"``.
+- CIS alarm: a CloudWatch alarm on a CIS metric (namespace ``LogMetrics``, description ``<control>: <what>. ...``).
 - CloudWatch alarm state change: SNS JSON with ``AlarmName`` and ``NewStateValue``.
 - AWS Budgets: the plain-text notification (subject ``AWS Budgets: ...`` or a body starting
   ``AWS Budget Notification``).
@@ -54,7 +59,12 @@ def format_record(record: Mapping[str, Any]) -> SlackMessage:
             return idle_monitor_message(payload)
         if payload.get("detail-type") == CONFIG_DETAIL_TYPE:
             return config_compliance_message(payload)
+        formatter = _FINDING_FORMATTERS.get(str(payload.get("detail-type")))
+        if formatter is not None and isinstance(payload.get("detail"), dict):
+            return formatter(payload)
         if "AlarmName" in payload and "NewStateValue" in payload:
+            if _cis_control(payload) is not None:
+                return cis_alarm_message(payload)
             return alarm_message(payload)
     if subject.startswith("AWS Budgets:") or message.lstrip().startswith("AWS Budget Notification"):
         return budget_message(subject, message)
@@ -124,6 +134,158 @@ def alarm_message(alarm: Mapping[str, Any]) -> SlackMessage:
         )
     links = [("alarm", _console(region, "cloudwatch", f"alarmsV2:alarm/{_q(name)}"))] if region else []
     return _message("cloudwatch_alarm", headline, lines, links)
+
+
+def guardduty_message(event: Mapping[str, Any]) -> SlackMessage:
+    detail = event.get("detail") or {}
+    severity = _float(detail.get("severity"))
+    account = str(detail.get("accountId") or event.get("account") or "?")
+    region = str(detail.get("region") or event.get("region") or "")
+    title = str(detail.get("title") or detail.get("type") or "GuardDuty finding")
+    headline = (
+        f"{_SEVERITY_ICON.get(guardduty_severity(severity), ':warning:')} GuardDuty {guardduty_severity(severity)}"
+    )
+    headline += f" ({severity:g}): {title}"
+    lines = [f"Account {account} {region}".rstrip(), f"Type: {detail.get('type') or '?'}"]
+    resource = _guardduty_resource(detail.get("resource") or {})
+    if resource:
+        lines.append(f"Resource: {resource}")
+    if detail.get("description"):
+        lines.append(str(detail["description"]))
+    service = detail.get("service") or {}
+    if service.get("count"):
+        lines.append(f"Seen {service['count']} time(s), last at {service.get('eventLastSeen') or '?'}")
+    fragment = f"/findings?macros=current&fId={_q(str(detail.get('id') or ''))}"
+    return _message("guardduty", headline, lines, [("finding", _console(region, "guardduty", fragment))])
+
+
+def guardduty_severity(severity: float) -> str:
+    """GuardDuty's bands (guardduty_findings-severity.html): 9.0-10.0 critical, 7.0-8.9 high, 4.0-6.9 medium."""
+    if severity >= 9:
+        return "CRITICAL"
+    if severity >= 7:
+        return "HIGH"
+    return "MEDIUM" if severity >= 4 else "LOW"
+
+
+def _guardduty_resource(resource: Mapping[str, Any]) -> str:
+    kind = str(resource.get("resourceType") or "")
+    key = resource.get("accessKeyDetails") or {}
+    instance = resource.get("instanceDetails") or {}
+    buckets = [str(b.get("name")) for b in resource.get("s3BucketDetails") or [] if b.get("name")]
+    if kind == "AccessKey" and key:
+        return f"access key {key.get('accessKeyId') or '?'} of {key.get('userType') or ''} {key.get('userName') or '?'}"
+    if instance.get("instanceId"):
+        return f"{kind or 'Instance'} {instance['instanceId']}"
+    if buckets:
+        return f"{kind or 'S3Bucket'} {', '.join(buckets)}"
+    return kind
+
+
+def security_hub_message(event: Mapping[str, Any]) -> SlackMessage:
+    findings = [f for f in (event.get("detail") or {}).get("findings") or [] if isinstance(f, dict)]
+    region = str(event.get("region") or "")
+    if not findings:
+        return _message("security_hub", "Security Hub: an import with no findings", [], [])
+    first = findings[0]
+    label = str((first.get("Severity") or {}).get("Label") or "?")
+    more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+    headline = f"{_SEVERITY_ICON.get(label, ':warning:')} Security Hub {label}: {first.get('Title') or '?'}{more}"
+    lines: list[str] = []
+    links: list[tuple[str, str]] = []
+    for finding in findings:
+        where = str(finding.get("Region") or region)
+        lines.append(f"Account {finding.get('AwsAccountId') or event.get('account') or '?'} {where}".rstrip())
+        if len(findings) > 1:
+            lines.append(f"[{(finding.get('Severity') or {}).get('Label') or '?'}] {finding.get('Title') or '?'}")
+        for resource in finding.get("Resources") or []:
+            lines.append(f"Resource: {resource.get('Type') or '?'} {resource.get('Id') or '?'}")
+        control = (finding.get("Compliance") or {}).get("SecurityControlId")
+        product = finding.get("ProductName")
+        if control or product:
+            lines.append(f"From: {product or '?'}" + (f", control {control}" if control else ""))
+        if finding.get("Description"):
+            lines.append(str(finding["Description"]))
+        recommendation = (finding.get("Remediation") or {}).get("Recommendation") or {}
+        if recommendation.get("Text"):
+            lines.append(f"Fix: {recommendation['Text']}")
+        if recommendation.get("Url"):
+            links.append(("remediation", str(recommendation["Url"])))
+    links.append(("findings", _console(region, "securityhub", "/findings")))
+    return _message("security_hub", headline, lines, links)
+
+
+def access_analyzer_message(event: Mapping[str, Any]) -> SlackMessage:
+    detail = event.get("detail") or {}
+    account = str(detail.get("accountId") or event.get("account") or "?")
+    region = str(detail.get("region") or event.get("region") or "")
+    resource = str(detail.get("resource") or "?")
+    principal = detail.get("principal") or {}
+    who = "the public" if detail.get("isPublic") else ", ".join(f"{k} {v}" for k, v in principal.items()) or "?"
+    status = str(detail.get("status") or "?")
+    headline = f":unlock: Access Analyzer: {detail.get('resourceType') or '?'} {resource} is shared with {who}"
+    lines = [f"Account {account} {region}".rstrip(), f"Status: {status}"]
+    if detail.get("action"):
+        lines.append(f"Actions: {', '.join(str(a) for a in detail['action'])}")
+    if detail.get("condition"):
+        lines.append(f"Condition: {json.dumps(detail['condition'], sort_keys=True)}")
+    if detail.get("error"):
+        lines.append(f"Error: {detail['error']}")
+    return _message(
+        "access_analyzer", headline, lines, [("findings", _console(region, "access-analyzer", "/findings"))]
+    )
+
+
+def cis_alarm_message(alarm: Mapping[str, Any]) -> SlackMessage:
+    """A CIS alarm says which control and what changed, and links to where the events are."""
+    control, what = _cis_control(alarm) or ("?", "?")
+    state = str(alarm.get("NewStateValue"))
+    region, arn_account = _arn_region_account(str(alarm.get("AlarmArn") or ""))
+    account = str(alarm.get("AWSAccountId") or arn_account or "?")
+    name = str(alarm.get("AlarmName"))
+    if state == "ALARM":
+        headline = f":rotating_light: CIS {control}: {what} (alarm {name})"
+    else:
+        headline = f"{_ALARM_ICON.get(state, ':bell:')} CIS {control}: alarm {name} is {state}"
+    lines = [f"Account {account} {alarm.get('Region') or region}".rstrip()]
+    if alarm.get("NewStateReason"):
+        lines.append(f"Reason: {alarm['NewStateReason']}")
+    if state == "ALARM":
+        lines.append("Who did it and what: the trail's events of the last minutes (CloudTrail event history).")
+    links = []
+    if region:
+        links = [
+            ("alarm", _console(region, "cloudwatch", f"alarmsV2:alarm/{_q(name)}")),
+            ("events", _console(region, "cloudtrail", "/events")),
+        ]
+    return _message("cis_alarm", headline, lines, links)
+
+
+_CIS_DESCRIPTION = re.compile(r"^(CloudWatch\.\d+|CIS [\d.]+): (.+?)\.(?: |$)")
+CIS_NAMESPACE = "LogMetrics"
+
+
+def _cis_control(alarm: Mapping[str, Any]) -> tuple[str, str] | None:
+    trigger = alarm.get("Trigger") or {}
+    if not isinstance(trigger, dict) or trigger.get("Namespace") != CIS_NAMESPACE:
+        return None
+    match = _CIS_DESCRIPTION.match(str(alarm.get("AlarmDescription") or ""))
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+_SEVERITY_ICON = {"CRITICAL": ":red_circle:", "HIGH": ":large_orange_circle:", "MEDIUM": ":large_yellow_circle:"}
+_FINDING_FORMATTERS = {
+    "GuardDuty Finding": guardduty_message,
+    "Security Hub Findings - Imported": security_hub_message,
+    "Access Analyzer Finding": access_analyzer_message,
+}
 
 
 _BUDGET_FIELDS = ("Budget Name", "Budget Type", "Budgeted Amount", "Alert Type", "Alert Threshold")

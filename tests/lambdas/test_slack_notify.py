@@ -501,3 +501,319 @@ def test_finding_is_still_delivered_when_cloudtrail_refuses(
     text = slack_server.requests[0].json()["text"]
     assert "sg-0123456789abcdef0 is NON_COMPLIANT" in text
     assert "Changed by" not in text
+
+
+# --- security findings and CIS alarms (events shaped as in AWS's documented examples) ---------------------------
+
+# GuardDuty finding event (guardduty/latest/ug/guardduty_findings_eventbridge.html, finding fields as in
+# guardduty/latest/APIReference/API_Finding.html), for an IAM finding of severity 8.
+GUARDDUTY_EVENT: dict[str, Any] = {
+    "version": "0",
+    "id": "c8c4daa7-a20c-2f03-0070-b7393dd542ad",
+    "detail-type": "GuardDuty Finding",
+    "source": "aws.guardduty",
+    "account": ACCOUNT,
+    "time": "2026-11-27T10:00:00Z",
+    "region": "ap-northeast-1",
+    "resources": [],
+    "detail": {
+        "schemaVersion": "2.0",
+        "accountId": ACCOUNT,
+        "region": "ap-northeast-1",
+        "partition": "aws",
+        "id": "16afba5c5c43e07c9e3e5e2e544e95df",
+        "arn": f"arn:aws:guardduty:ap-northeast-1:{ACCOUNT}:detector/12abc34d567e8fa901bc2d34e56789f0/finding/"
+        "16afba5c5c43e07c9e3e5e2e544e95df",
+        "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+        "resource": {
+            "resourceType": "AccessKey",
+            "accessKeyDetails": {
+                "accessKeyId": "ASIAIOSFODNN7EXAMPLE",
+                "principalId": "AROAEXAMPLEID:i-0abcdef1234567890",
+                "userName": "mlbase-WorkerHostRole",
+                "userType": "AssumedRole",
+            },
+        },
+        "service": {
+            "serviceName": "guardduty",
+            "detectorId": "12abc34d567e8fa901bc2d34e56789f0",
+            "action": {"actionType": "AWS_API_CALL"},
+            "archived": False,
+            "count": 3,
+            "eventFirstSeen": "2026-11-27T09:40:00.000Z",
+            "eventLastSeen": "2026-11-27T09:58:00.000Z",
+        },
+        "severity": 8,
+        "createdAt": "2026-11-27T09:45:00.000Z",
+        "updatedAt": "2026-11-27T09:59:00.000Z",
+        "title": "Credentials for instance role mlbase-WorkerHostRole used from external IP address.",
+        "description": "Credentials created exclusively for an EC2 instance using instance role mlbase-WorkerHostRole "
+        "have been used from external IP address 198.51.100.7.",
+    },
+}
+
+# Security Hub "Findings - Imported" event (securityhub/latest/userguide/securityhub-cwe-event-formats.html) with one
+# ASFF finding of a consolidated control.
+SECURITY_HUB_FINDING: dict[str, Any] = {
+    "SchemaVersion": "2018-10-08",
+    "Id": f"arn:aws:securityhub:ap-northeast-1:{ACCOUNT}:security-control/EC2.19/finding/"
+    "7d8f4c2e-1b2a-4c3d-9e8f-0a1b2c3d4e5f",
+    "ProductArn": "arn:aws:securityhub:ap-northeast-1::product/aws/securityhub",
+    "ProductName": "Security Hub",
+    "CompanyName": "AWS",
+    "Region": "ap-northeast-1",
+    "GeneratorId": "security-control/EC2.19",
+    "AwsAccountId": ACCOUNT,
+    "Types": ["Software and Configuration Checks/Industry and Regulatory Standards"],
+    "Title": "Security groups should not allow unrestricted access to ports with high risk",
+    "Description": "This control checks whether unrestricted incoming traffic for the security groups is accessible"
+    " to the specified ports that have the highest risk.",
+    "Severity": {"Label": "CRITICAL", "Normalized": 90, "Original": "CRITICAL"},
+    "Remediation": {
+        "Recommendation": {
+            "Text": "For information on how to correct this issue, consult the AWS Security Hub controls"
+            " documentation.",
+            "Url": "https://docs.aws.amazon.com/console/securityhub/EC2.19/remediation",
+        }
+    },
+    "Resources": [
+        {
+            "Type": "AwsEc2SecurityGroup",
+            "Id": f"arn:aws:ec2:ap-northeast-1:{ACCOUNT}:security-group/sg-0123456789abcdef0",
+            "Partition": "aws",
+            "Region": "ap-northeast-1",
+        }
+    ],
+    "Compliance": {"Status": "FAILED", "SecurityControlId": "EC2.19"},
+    "WorkflowState": "NEW",
+    "Workflow": {"Status": "NEW"},
+    "RecordState": "ACTIVE",
+}
+SECURITY_HUB_EVENT: dict[str, Any] = {
+    "version": "0",
+    "id": "8e5622f9-d81c-4d81-612a-9319e7ee2506",
+    "detail-type": "Security Hub Findings - Imported",
+    "source": "aws.securityhub",
+    "account": ACCOUNT,
+    "time": "2026-11-27T10:00:00Z",
+    "region": "ap-northeast-1",
+    "resources": [SECURITY_HUB_FINDING["Id"]],
+    "detail": {"findings": [SECURITY_HUB_FINDING]},
+}
+
+# Access Analyzer finding event (IAM/latest/UserGuide/access-analyzer-eventbridge.html).
+ACCESS_ANALYZER_EVENT: dict[str, Any] = {
+    "version": "0",
+    "id": "22222222-dcba-4444-dcba-333333333333",
+    "detail-type": "Access Analyzer Finding",
+    "source": "aws.access-analyzer",
+    "account": ACCOUNT,
+    "time": "2026-11-27T10:00:00Z",
+    "region": "ap-northeast-1",
+    "resources": [f"arn:aws:access-analyzer:ap-northeast-1:{ACCOUNT}:analyzer/SecurityBaselineAccessAnalyzer"],
+    "detail": {
+        "version": "1.0",
+        "id": "ab123456-7890-1234-5678-abcdef012345",
+        "status": "ACTIVE",
+        "resourceType": "AWS::S3::Bucket",
+        "resource": "arn:aws:s3:::mlbase-shared-datasets",
+        "createdAt": "2026-11-27T09:59:00Z",
+        "analyzedAt": "2026-11-27T09:59:00Z",
+        "updatedAt": "2026-11-27T09:59:00Z",
+        "accountId": ACCOUNT,
+        "region": "ap-northeast-1",
+        "principal": {"AWS": "444455556666"},
+        "action": ["s3:GetObject", "s3:ListBucket"],
+        "condition": {},
+        "isDeleted": False,
+        "isPublic": False,
+    },
+}
+
+CIS_ALARM: dict[str, Any] = {
+    **ALARM,
+    "AlarmName": "mlbase-cis-RootUsage",
+    "AlarmDescription": "CloudWatch.1: the root user was used. See the trail's events in CloudTrail event history or"
+    " its log group.",
+    "AlarmArn": f"arn:aws:cloudwatch:ap-northeast-1:{ACCOUNT}:alarm:mlbase-cis-RootUsage",
+    "NewStateReason": "Threshold Crossed: 1 out of the last 1 datapoints [1.0 (27/11/26 09:55:00)] was greater than or"
+    " equal to the threshold (1.0) (minimum 1 datapoint for OK -> ALARM transition).",
+    "Trigger": {
+        "MetricName": "RootUsage",
+        "Namespace": "LogMetrics",
+        "StatisticType": "Statistic",
+        "Statistic": "SUM",
+        "Unit": None,
+        "Dimensions": [],
+        "Period": 300,
+        "EvaluationPeriods": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "Threshold": 1.0,
+    },
+}
+
+
+def test_guardduty_finding() -> None:
+    message = format_record(sns_record(json.dumps(GUARDDUTY_EVENT)))
+    assert message.source == "guardduty"
+    assert message.text == "\n".join(
+        [
+            ":large_orange_circle: GuardDuty HIGH (8): Credentials for instance role mlbase-WorkerHostRole used from"
+            " external IP address.",
+            f"Account {ACCOUNT} ap-northeast-1",
+            "Type: UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+            "Resource: access key ASIAIOSFODNN7EXAMPLE of AssumedRole mlbase-WorkerHostRole",
+            GUARDDUTY_EVENT["detail"]["description"],
+            "Seen 3 time(s), last at 2026-11-27T09:58:00.000Z",
+            "https://ap-northeast-1.console.aws.amazon.com/guardduty/home?region=ap-northeast-1"
+            "#/findings?macros=current&fId=16afba5c5c43e07c9e3e5e2e544e95df",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("severity", "label"),
+    [(10, "CRITICAL"), (9.0, "CRITICAL"), (8.9, "HIGH"), (7, "HIGH"), (5.5, "MEDIUM"), (2, "LOW")],
+)
+def test_guardduty_severity_bands(severity: float, label: str) -> None:
+    from lambdas.slack_notify.logic import guardduty_severity
+
+    assert guardduty_severity(severity) == label
+
+
+def test_guardduty_instance_finding_names_the_instance() -> None:
+    event = json.loads(json.dumps(GUARDDUTY_EVENT))
+    event["detail"]["severity"] = 9.5
+    event["detail"]["resource"] = {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-0abcdef1234567890"}}
+    lines = format_record(sns_record(json.dumps(event))).text.splitlines()
+    assert lines[0].startswith(":red_circle: GuardDuty CRITICAL (9.5): ")
+    assert "Resource: Instance i-0abcdef1234567890" in lines
+
+
+def test_security_hub_finding() -> None:
+    message = format_record(sns_record(json.dumps(SECURITY_HUB_EVENT)))
+    assert message.source == "security_hub"
+    assert message.text == "\n".join(
+        [
+            ":red_circle: Security Hub CRITICAL: Security groups should not allow unrestricted access to ports with"
+            " high risk",
+            f"Account {ACCOUNT} ap-northeast-1",
+            f"Resource: AwsEc2SecurityGroup arn:aws:ec2:ap-northeast-1:{ACCOUNT}:security-group/sg-0123456789abcdef0",
+            "From: Security Hub, control EC2.19",
+            SECURITY_HUB_FINDING["Description"],
+            "Fix: For information on how to correct this issue, consult the AWS Security Hub controls documentation.",
+            "https://docs.aws.amazon.com/console/securityhub/EC2.19/remediation",
+            "https://ap-northeast-1.console.aws.amazon.com/securityhub/home?region=ap-northeast-1#/findings",
+        ]
+    )
+
+
+def test_security_hub_event_with_several_findings_lists_each() -> None:
+    second = {**SECURITY_HUB_FINDING, "Title": "S3 general purpose buckets should block public access",
+              "Severity": {"Label": "HIGH"}, "Compliance": {"SecurityControlId": "S3.8"}}  # fmt: skip
+    event = {**SECURITY_HUB_EVENT, "detail": {"findings": [SECURITY_HUB_FINDING, second]}}
+    lines = format_record(sns_record(json.dumps(event))).text.splitlines()
+    assert lines[0].endswith("with high risk (+1 more)")
+    assert "[HIGH] S3 general purpose buckets should block public access" in lines
+    assert "From: Security Hub, control S3.8" in lines
+
+
+def test_access_analyzer_finding() -> None:
+    message = format_record(sns_record(json.dumps(ACCESS_ANALYZER_EVENT)))
+    assert message.source == "access_analyzer"
+    assert message.text == "\n".join(
+        [
+            ":unlock: Access Analyzer: AWS::S3::Bucket arn:aws:s3:::mlbase-shared-datasets is shared with"
+            " AWS 444455556666",
+            f"Account {ACCOUNT} ap-northeast-1",
+            "Status: ACTIVE",
+            "Actions: s3:GetObject, s3:ListBucket",
+            "https://ap-northeast-1.console.aws.amazon.com/access-analyzer/home?region=ap-northeast-1#/findings",
+        ]
+    )
+
+
+def test_access_analyzer_public_finding_says_public() -> None:
+    event = json.loads(json.dumps(ACCESS_ANALYZER_EVENT))
+    event["detail"].update(isPublic=True, principal={"AWS": "*"}, condition={"StringEquals": {"aws:SourceVpc": "x"}})
+    lines = format_record(sns_record(json.dumps(event))).text.splitlines()
+    assert lines[0].endswith("is shared with the public")
+    assert 'Condition: {"StringEquals": {"aws:SourceVpc": "x"}}' in lines
+
+
+def test_cis_alarm() -> None:
+    message = format_record(sns_record(json.dumps(CIS_ALARM), 'ALARM: "mlbase-cis-RootUsage" in Asia Pacific (Tokyo)'))
+    assert message.source == "cis_alarm"
+    assert message.text == "\n".join(
+        [
+            ":rotating_light: CIS CloudWatch.1: the root user was used (alarm mlbase-cis-RootUsage)",
+            f"Account {ACCOUNT} Asia Pacific (Tokyo)",
+            "Reason: " + CIS_ALARM["NewStateReason"],
+            "Who did it and what: the trail's events of the last minutes (CloudTrail event history).",
+            "https://ap-northeast-1.console.aws.amazon.com/cloudwatch/home?region=ap-northeast-1"
+            "#alarmsV2:alarm/mlbase-cis-RootUsage",
+            "https://ap-northeast-1.console.aws.amazon.com/cloudtrail/home?region=ap-northeast-1#/events",
+        ]
+    )
+
+
+def test_cis_alarm_back_to_ok() -> None:
+    ok = {**CIS_ALARM, "NewStateValue": "OK", "OldStateValue": "ALARM", "NewStateReason": None}
+    message = format_record(sns_record(json.dumps(ok)))
+    assert message.text.splitlines()[:2] == [
+        ":white_check_mark: CIS CloudWatch.1: alarm mlbase-cis-RootUsage is OK",
+        f"Account {ACCOUNT} Asia Pacific (Tokyo)",
+    ]
+
+
+def test_cis_alarm_descriptions_of_the_construct_are_recognised() -> None:
+    from cdk_constructs.cis_alarms import CIS_CHECKS, CIS_METRIC_NAMESPACE, alarm_description
+    from lambdas.slack_notify.logic import CIS_NAMESPACE
+
+    assert CIS_NAMESPACE == CIS_METRIC_NAMESPACE
+    for check in CIS_CHECKS:
+        alarm = {**CIS_ALARM, "AlarmDescription": alarm_description(check)}
+        assert format_record(sns_record(json.dumps(alarm))).text.splitlines()[0] == (
+            f":rotating_light: CIS {check.control}: {check.title} (alarm mlbase-cis-RootUsage)"
+        )
+
+
+def test_other_alarm_in_the_cis_namespace_stays_a_plain_alarm() -> None:
+    alarm = {**CIS_ALARM, "AlarmDescription": "hand-made alarm"}
+    assert format_record(sns_record(json.dumps(alarm))).source == "cloudwatch_alarm"
+
+
+def test_unknown_finding_shape_is_plain_text() -> None:
+    body = json.dumps({"detail-type": "GuardDuty Finding", "detail": "not an object"})
+    assert format_record(sns_record(body)).source == "plain"
+
+
+def test_finding_text_cannot_inject_mentions() -> None:
+    event = json.loads(json.dumps(GUARDDUTY_EVENT))
+    event["detail"]["description"] = "<!here> <https://evil.example|click>"
+    section = format_record(sns_record(json.dumps(event))).blocks[0]["text"]["text"]
+    assert "&lt;!here&gt; &lt;https://evil.example|click&gt;" in section
+    assert "<!here>" not in section
+
+
+@pytest.mark.parametrize(
+    ("event", "source", "headline"),
+    [
+        (GUARDDUTY_EVENT, "guardduty", ":large_orange_circle: GuardDuty HIGH (8): Credentials for instance role"),
+        (SECURITY_HUB_EVENT, "security_hub", ":red_circle: Security Hub CRITICAL: Security groups should not allow"),
+        (ACCESS_ANALYZER_EVENT, "access_analyzer", ":unlock: Access Analyzer: AWS::S3::Bucket"),
+        (CIS_ALARM, "cis_alarm", ":rotating_light: CIS CloudWatch.1: the root user was used"),
+    ],
+)
+def test_security_notifications_reach_slack(
+    configure: Any, slack_server: SlackServer, event: dict[str, Any], source: str, headline: str
+) -> None:
+    configure({"bot_token": "xoxb-123", "channel": "C0SECURITY"})
+    result = notify.handler(sns_event(sns_record(json.dumps(event))), FakeContext())
+    assert result == {"delivered": [source]}
+    [request] = slack_server.requests
+    payload = request.json()
+    assert (request.path, payload["channel"]) == ("/chat.postMessage", "C0SECURITY")
+    assert payload["text"].startswith(headline)
+    assert payload["blocks"][0]["text"]["text"].startswith(f"*{headline}")
+    assert payload["blocks"][1]["type"] == "context"
