@@ -80,6 +80,20 @@ class Notifications(Construct):
                 },
             )
         )
+        # A topic policy replaces SNS's default one, so every publishing service needs its own statement
+        # (AmazonCloudWatch/latest/monitoring/US_SetupSNS.html, "Preventing confused deputy issues").
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{stack.region}:{stack.account}:alarm:*"},
+                },
+            )
+        )
         for address in emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(address))
 

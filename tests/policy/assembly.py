@@ -331,6 +331,13 @@ class Assembly:
                     raise UnresolvedError(f"Fn::ImportValue {arg}")
                 output_value, source = exported
                 return self.resolve(source, output_value)
+            if key == "Fn::GetStackOutput":
+                # CDK's cross-stack reference: another stack's output, read at deploy time.
+                source = self.stacks.get(str(self.resolve(stack, arg["StackName"])))
+                output = source.template.get("Outputs", {}).get(arg["OutputName"]) if source else None
+                if source is None or output is None:
+                    raise UnresolvedError(f"Fn::GetStackOutput {arg}")
+                return self.resolve(source, output["Value"])
             if key == "Fn::If":
                 name, yes, no = arg
                 return self.resolve(stack, yes if self._condition(stack, name) else no)
