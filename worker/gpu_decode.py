@@ -42,7 +42,7 @@ def inspect(data: bytes, max_pixels: int) -> Candidate | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:
                 if image.format != "JPEG" or image.mode not in ("RGB", "L"):
                     return None
                 if image.width * image.height > max_pixels:

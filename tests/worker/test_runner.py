@@ -64,10 +64,10 @@ def _image(mode: str, fmt: str, size: tuple[int, int] = (64, 48), **save: object
     return out.getvalue()
 
 
-def _animated_gif() -> bytes:
+def _animated_png() -> bytes:
     out = io.BytesIO()
     frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "green", "blue")]
-    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(out, format="PNG", save_all=True, append_images=frames[1:], duration=100, loop=0)
     return out.getvalue()
 
 
@@ -76,13 +76,18 @@ BAD_INPUTS = {
     "truncated": (jpeg(seed=5)[:3000], "truncated_image"),
     "text": (b"this is not a photo", "not_an_image"),
     "bomb": (_image("L", "PNG", (3000, 2000)), "too_many_pixels"),
-    "animated": (_animated_gif(), "multi_frame_image"),
-    "heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "heic_unsupported"),
+    "animated": (_animated_png(), "multi_frame_image"),
+    "broken-heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "corrupt_image"),
+    "postscript.jpg": (b"%!PS-Adobe-3.0\n0 0 moveto showpage\n", "unsupported_format"),
+    "gif": (_image("RGB", "GIF"), "unsupported_format"),
+    "sliver": (_image("RGB", "PNG", (50_000, 2)), "extreme_aspect_ratio"),
 }
 GOOD_ODD_INPUTS = {
     "cmyk": _image("CMYK", "JPEG"),
     "16bit": _image("I;16", "PNG"),
     "alpha": _image("RGBA", "PNG"),
+    "iphone.heic": _image("RGB", "HEIF", (400, 300), quality=80),
+    "android.avif": _image("RGB", "AVIF", (400, 300)),
 }
 
 

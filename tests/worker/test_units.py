@@ -196,6 +196,19 @@ def test_dockerfile_is_hadolint_clean() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _pins(path: Path) -> dict[str, str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return dict(line.lower().split("==", 1) for line in lines if "==" in line)
+
+
+def test_worker_image_installs_the_heic_decoder_the_tests_use_and_refuses_ghostscript() -> None:
+    shipped, tested = _pins(REPO / "worker" / "requirements.txt"), _pins(REPO / "requirements-dev.txt")
+    assert shipped["pillow-heif"] == tested["pillow-heif"]
+    assert shipped["pillow"] == tested["pillow"]
+    # The build fails if Ghostscript is on the image's PATH (see the Dockerfile's install step).
+    assert "&& ! command -v gs" in (REPO / "worker" / "Dockerfile").read_text()
+
+
 def test_fine_tuning_on_an_image_folder_writes_a_model(demo_model: TrainResult, tmp_path: Path) -> None:
     from worker.train import train_folder
 
