@@ -1,25 +1,40 @@
-"""Security-group checks with AWS Config: managed rules, the `sg-open-world` custom rule, findings to a topic."""
+"""Security-group checks: AWS Config managed rules, the `sg-open-world` rule with its real-time guard, findings
+to a topic."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_config as config
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
 
+# The tag that justifies world ingress on an allowed port. One definition, the rule's own: the research permission
+# boundary denies ec2:CreateTags and ec2:DeleteTags on this key, so only the platform can write it.
+from lambdas.sg_open_world.logic import JUSTIFICATION_TAG_KEY as JUSTIFICATION_TAG_KEY
+
 # Ports the managed restricted-common-ports rule keeps closed to the world: RDP first, then common databases.
 BLOCKED_COMMON_PORTS = (3389, 3306, 5432, 1433, 6379)
-ALLOW_TAG_KEY = "mlbase:allow-world-ingress"
-# AWS-owned Automation document: removes every ingress rule of a group that admits 0.0.0.0/0 or ::/0.
-REMEDIATION_DOCUMENT = "AWSConfigRemediation-RemoveUnrestrictedSourceIngressRules"
+# CloudTrail calls after which the guard judges the groups they touch: ingress added or changed, a prefix list's
+# entries changed (RevokeSecurityGroupIngress and CreateSecurityGroup cannot open anything).
+GUARDED_CALLS = (
+    "AuthorizeSecurityGroupIngress",
+    "ModifySecurityGroupRules",
+    "ModifyManagedPrefixList",
+    "RestoreManagedPrefixListVersion",
+)
 # Rule names after the account's prefix; findings of exactly these rules are forwarded.
 RULE_SUFFIXES = (
     "restricted-ssh",
@@ -30,15 +45,28 @@ RULE_SUFFIXES = (
 )
 
 
+@dataclass(frozen=True)
+class WorldIngressException:
+    """A reviewed exception: `group_id` may be open to the world on `ports`."""
+
+    group_id: str
+    ports: tuple[int, ...]
+    reason: str
+
+
 class SecurityGroupRules(Construct):
-    """AWS Config rules on security groups, and the EventBridge path of their findings to `topic`.
+    """AWS Config rules on security groups, the real-time guard, and the path of their findings to `topic`.
 
     Managed rules: SSH closed to the world, restricted common ports (RDP and databases), only `allowed_ports` open
     to the world (`vpc-sg-open-only-to-authorized-ports`), default security groups closed. The custom rule runs
-    `lambdas/sg_open_world` on every security-group change and daily. Every change to NON_COMPLIANT of these rules
-    goes to `topic` as the EventBridge event; a second rule forwards the CloudTrail record of any API call that opens
-    a group to the world, so the notification also names who made the change. With `auto_remediate`, the custom
-    rule's NON_COMPLIANT groups lose their world-open ingress rules (an SSM Automation runs with `remediation_role`).
+    `lambdas/sg_open_world` (`evaluator`) on every security-group change and daily; "the world" is any set of
+    sources covering more than `world_share` of the public address space, prefix lists resolved. Every change to
+    NON_COMPLIANT of these rules goes to `topic` as the EventBridge event.
+
+    The guard (`guard`, the same code and decision with its own role) hears the CloudTrail calls that can open a
+    group (`GUARDED_CALLS`) and tells `topic` who opened what. With `auto_remediate` it also revokes exactly the
+    offending rules, by rule ID, on those calls and on the custom rule's NON_COMPLIANT findings, and the message
+    lists each rule revoked. Failed guard runs land in `guard_failures`, whose alarm goes to `topic`.
     """
 
     def __init__(
@@ -48,11 +76,19 @@ class SecurityGroupRules(Construct):
         *,
         name_prefix: str,
         allowed_ports: Sequence[int],
+        world_share: float,
+        exceptions: Sequence[WorldIngressException],
         topic: sns.ITopic,
         auto_remediate: bool,
     ) -> None:
         super().__init__(scope, id_)
         ports = ",".join(str(p) for p in allowed_ports)
+        # One object for the Config rule's parameters and the guard's environment: the two paths decide alike.
+        rule_parameters = {"allowedPorts": ports, "worldShare": repr(float(world_share))}
+        exceptions_json = json.dumps(
+            [{"group_id": e.group_id, "ports": list(e.ports), "reason": e.reason} for e in exceptions],
+            separators=(",", ":"),
+        )
         security_groups = config.RuleScope.from_resources([config.ResourceType.EC2_SECURITY_GROUP])
         self.managed_rules = [
             config.ManagedRule(
@@ -92,23 +128,26 @@ class SecurityGroupRules(Construct):
             "OpenWorldEvaluator",
             name="sg_open_world",
             description="AWS Config rule sg-open-world: flags security groups open to the internet",
+            environment={"MLBASE_WORLD_EXCEPTIONS": exceptions_json},
             timeout=Duration.minutes(5),
             reserved_concurrency=2,
         )
-        evaluator.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["ec2:DescribeSecurityGroups"], resources=["*"])
-        )
+        # Describe* and GetManagedPrefixListEntries on lists other accounts share support no useful scoping.
+        reads = ["ec2:DescribeSecurityGroups", "ec2:DescribeManagedPrefixLists", "ec2:GetManagedPrefixListEntries"]
+        evaluator.role.add_to_principal_policy(iam.PolicyStatement(actions=reads, resources=["*"]))
+        self.evaluator = evaluator.function
         self.custom_rule = config.CustomRule(
             self,
             "OpenWorld",
             config_rule_name=f"{name_prefix}sg-open-world",
-            description="Security groups must not admit 0.0.0.0/0 or ::/0 unless on an allowed port and justified",
+            description="Security groups must not admit the world (any sources covering more than a set share of"
+            " the public address space) unless on an allowed port and justified by the platform",
             lambda_function=evaluator.function,
             configuration_changes=True,
             periodic=True,
             maximum_execution_frequency=config.MaximumExecutionFrequency.TWENTY_FOUR_HOURS,
             rule_scope=security_groups,
-            input_parameters={"allowedPorts": ports, "allowTagKey": ALLOW_TAG_KEY},
+            input_parameters=rule_parameters,
         )
         # CustomRule attaches the AWS-managed Config rules policy (PutEvaluations, GetResourceConfigHistory).
         acknowledge(
@@ -134,81 +173,120 @@ class SecurityGroupRules(Construct):
             ),
             targets=[targets.SnsTopic(topic)],
         )
+        self._guard(name_prefix, rule_parameters, exceptions_json, topic, auto_remediate)
+
+    def _guard(
+        self,
+        name_prefix: str,
+        rule_parameters: dict[str, str],
+        exceptions_json: str,
+        topic: sns.ITopic,
+        auto_remediate: bool,
+    ) -> None:
+        self.guard_failures = sqs.Queue(
+            self,
+            "GuardFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(self.guard_failures, ("AwsSolutions-SQS3", "This queue is the dead-letter queue of the guard."))
+        guard = PythonLambda(
+            self,
+            "OpenWorldGuard",
+            name="sg_open_world",
+            description="sg-open-world in real time: reports world-open groups"
+            + (" and revokes exactly the offending rules" if auto_remediate else ""),
+            environment={
+                "MLBASE_RULE_PARAMETERS": json.dumps(rule_parameters, sort_keys=True, separators=(",", ":")),
+                "MLBASE_WORLD_EXCEPTIONS": exceptions_json,
+                "MLBASE_TOPIC_ARN": topic.topic_arn,
+                "MLBASE_AUTO_REMEDIATE": "true" if auto_remediate else "false",
+            },
+            timeout=Duration.minutes(2),
+            reserved_concurrency=2,
+            dead_letter_queue=self.guard_failures,
+        )
+        self.guard = guard.function
+        self.guard.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(1))
+        topic.grant_publish(self.guard)
+        acknowledge(
+            guard.role,
+            (
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+                "From topic.grant_publish: data keys of the notifications topic's own key, to publish to it.",
+            ),
+        )
+        # Describe* support no resource scoping; prefix lists may be shared from other accounts.
+        self.guard.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSecurityGroupRules",
+                    "ec2:DescribeManagedPrefixLists",
+                    "ec2:GetManagedPrefixListEntries",
+                ],
+                resources=["*"],
+            )
+        )
+        account = Stack.of(self).account
+        if auto_remediate:
+            self.guard.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["ec2:RevokeSecurityGroupIngress"],
+                    resources=[f"arn:aws:ec2:*:{account}:security-group/*"],
+                )
+            )
+            acknowledge(
+                guard.role,
+                (
+                    f"AwsSolutions-IAM5[Resource::arn:aws:ec2:*:{account}:security-group/*]",
+                    "Any group of this account may be opened; the guard revokes only the rules its decision names.",
+                ),
+            )
+        deliver = targets.LambdaFunction(
+            self.guard, retry_attempts=2, max_event_age=Duration.hours(1), dead_letter_queue=self.guard_failures
+        )
         self.opened_rule = events.Rule(
             self,
             "OpenedToWorld",
-            description="CloudTrail: a security group was opened to 0.0.0.0/0 or ::/0 -> notifications, with who",
+            description="CloudTrail: ingress or a prefix list changed -> sg-open-world guard (reports, remediates)",
             event_pattern=events.EventPattern(
                 source=["aws.ec2"],
                 detail_type=["AWS API Call via CloudTrail"],
                 detail={
-                    "eventName": ["AuthorizeSecurityGroupIngress"],
-                    "requestParameters": {
-                        "ipPermissions": {
-                            "items": {
-                                "$or": [
-                                    {"ipRanges": {"items": {"cidrIp": ["0.0.0.0/0"]}}},
-                                    {"ipv6Ranges": {"items": {"cidrIpv6": ["::/0"]}}},
-                                ]
-                            }
-                        }
-                    },
+                    "eventSource": ["ec2.amazonaws.com"],
+                    "eventName": list(GUARDED_CALLS),
+                    "errorCode": [{"exists": False}],
                 },
             ),
-            targets=[
-                targets.SnsTopic(
-                    topic,
-                    message=events.RuleTargetInput.from_text(
-                        f"Security group {events.EventField.from_path('$.detail.requestParameters.groupId')}"
-                        f" was opened to the internet by {events.EventField.from_path('$.detail.userIdentity.arn')}"
-                        f" ({events.EventField.from_path('$.detail.eventName')} at"
-                        f" {events.EventField.from_path('$.detail.eventTime')}, account {events.EventField.account},"
-                        f" region {events.EventField.region}). Config rule {name_prefix}sg-open-world re-evaluates"
-                        " it now."
-                    ),
-                )
-            ],
+            targets=[deliver],
         )
-
-        self.remediation_role: iam.Role | None = None
+        self.remediation_rule: events.Rule | None = None
         if auto_remediate:
-            self._remediate()
-
-    def _remediate(self) -> None:
-        role = iam.Role(
-            self,
-            "RemediationRole",
-            description="SSM Automation: removes world-open ingress rules that sg-open-world flags",
-            assumed_by=iam.ServicePrincipal("ssm.amazonaws.com"),
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["ec2:RevokeSecurityGroupIngress"],
-                resources=[f"arn:aws:ec2:*:{Stack.of(self).account}:security-group/*"],
+            self.remediation_rule = events.Rule(
+                self,
+                "RemediateNonCompliant",
+                description="sg-open-world NON_COMPLIANT -> guard revokes the offending rules",
+                event_pattern=events.EventPattern(
+                    source=["aws.config"],
+                    detail_type=["Config Rules Compliance Change"],
+                    detail={
+                        "messageType": ["ComplianceChangeNotification"],
+                        "configRuleName": [f"{name_prefix}sg-open-world"],
+                        "newEvaluationResult": {"complianceType": ["NON_COMPLIANT"]},
+                    },
+                ),
+                targets=[deliver],
             )
-        )
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["ec2:DescribeSecurityGroups"], resources=["*"]))
-        acknowledge(
-            role,
-            ("NIST.800.53.R5-IAMNoInlinePolicy", "The role's only policy is this remediation's, written beside it."),
-            (
-                f"AwsSolutions-IAM5[Resource::arn:aws:ec2:*:{Stack.of(self).account}:security-group/*]",
-                "Any security group of this account may be flagged; the rule removes only world-open ingress.",
-            ),
-            ("AwsSolutions-IAM5[Resource::*]", "ec2:DescribeSecurityGroups supports no resource scoping."),
-        )
-        self.remediation_role = role
-        config.CfnRemediationConfiguration(
+        alarm = cloudwatch.Alarm(
             self,
-            "OpenWorldRemediation",
-            config_rule_name=self.custom_rule.config_rule_name,
-            target_type="SSM_DOCUMENT",
-            target_id=REMEDIATION_DOCUMENT,
-            automatic=True,
-            maximum_automatic_attempts=3,
-            retry_attempt_seconds=60,
-            parameters={
-                "GroupId": {"ResourceValue": {"Value": "RESOURCE_ID"}},
-                "AutomationAssumeRole": {"StaticValue": {"Values": [role.role_arn]}},
-            },
+            "GuardFailuresAlarm",
+            alarm_description="sg-open-world guard runs failed after retries (events in its dead-letter queue)",
+            metric=self.guard_failures.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        alarm.add_alarm_action(cw_actions.SnsAction(topic))

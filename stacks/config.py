@@ -276,10 +276,39 @@ class Organization(Model):
     research_account_email: Email | None = None
 
 
+SecurityGroupId = Annotated[
+    str, _matching(r"sg-[0-9a-f]{8}([0-9a-f]{9})?", "must be a security group ID like sg-0123456789abcdef0")
+]
+
+
+class WorldIngressException(Model):
+    """One security group that may stay open to the world on `ports`; granted here, so only by a reviewed change."""
+
+    group_id: SecurityGroupId
+    ports: tuple[Port, ...] = Field(min_length=1)
+    reason: str = Field(min_length=10, max_length=200)
+
+
+def _one_entry_per_group(entries: tuple[WorldIngressException, ...]) -> tuple[WorldIngressException, ...]:
+    ids = [entry.group_id for entry in entries]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"lists {twice[0]} more than once; give each group one entry with all of its ports")
+    return entries
+
+
 class SecurityGroupRules(Model):
-    # Ports that may be open to the world when the group carries a justification tag.
+    # Ports that may be open to the world when the platform justifies it (tag or exception below).
     allowed_world_ports: tuple[Port, ...] = (80, 443)
     auto_remediate: bool = False
+    # Sources that together cover more than this share of the public IPv4 or IPv6 space are "the world". 1/256 is
+    # a little less than one public /8: far above any office, partner or cloud range, and no split of the internet
+    # into a few big blocks gets under it. Below 0.5, so the two /1 halves always count.
+    world_share: float = Field(default=1 / 256, gt=0, lt=0.5)
+    # At most 20: they travel to the rule's functions as one environment variable (4 KB for all of them).
+    world_ingress_exceptions: Annotated[
+        tuple[WorldIngressException, ...], Field(max_length=20), AfterValidator(_one_entry_per_group)
+    ] = ()
 
 
 class SecurityBaseline(Model):

@@ -16,7 +16,7 @@ from cdk_constructs.log_archive import TRAIL_NAME
 from cdk_constructs.notifications import Notifications
 from cdk_constructs.scps import ResearchScps
 from cdk_constructs.security_baseline import BaselinePieces, SecurityBaseline
-from cdk_constructs.sg_rules import SecurityGroupRules
+from cdk_constructs.sg_rules import SecurityGroupRules, WorldIngressException
 from stacks.audit import archive_location
 from stacks.config import ConfigError, Platform, PlatformConfig
 
@@ -49,6 +49,11 @@ class GuardrailsStack(Stack):
             "SecurityGroupRules",
             name_prefix=prefix,
             allowed_ports=cfg.security_groups.allowed_world_ports,
+            world_share=cfg.security_groups.world_share,
+            exceptions=[
+                WorldIngressException(group_id=e.group_id, ports=e.ports, reason=e.reason)
+                for e in cfg.security_groups.world_ingress_exceptions
+            ],
             topic=self.notifications_topic,
             auto_remediate=cfg.security_groups.auto_remediate,
         )

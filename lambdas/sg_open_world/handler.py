@@ -1,9 +1,12 @@
-"""AWS Config custom Lambda rule `sg-open-world`: flags security groups open to 0.0.0.0/0 or ::/0.
+"""Security groups open to the world: the AWS Config custom rule `sg-open-world` and its real-time path.
 
-The decision and its Given/When/Then scenarios live in :mod:`lambdas.sg_open_world.logic`; this module turns
-AWS Config invocations into configuration items and reports the evaluations with ``config:PutEvaluations``.
+The decision and its Given/When/Then scenarios live in :mod:`lambdas.sg_open_world.logic`. Two functions run this
+handler with different permissions: the Config rule's evaluator receives AWS Config invocations (``invokingEvent``)
+and reports evaluations with ``config:PutEvaluations``; the guard receives EventBridge events (``detail-type``) and
+is described in :mod:`lambdas.sg_open_world.guard`. Prefix lists in a group's rules are resolved through EC2 on
+both paths (:mod:`lambdas.sg_open_world.lookups`).
 
-Invocations handled:
+Config invocations handled:
 - ``ConfigurationItemChangeNotification``: the item is in the event.
 - ``OversizedConfigurationItemChangeNotification``: the event holds a summary only; the item is fetched with
   ``config:GetResourceConfigHistory`` (unless the summary already says the group was deleted).
@@ -11,11 +14,13 @@ Invocations handled:
   and evaluated.
 A result token of ``TESTMODE`` sends the evaluations with ``TestMode=True`` (the RDK convention for local runs).
 
-Environment variables (none required):
-    MLBASE_ENDPOINT_URL   optional AWS endpoint override (a local AWS double in tests); unset in AWS
+Environment variables (the guard's own are listed in its module):
+    MLBASE_WORLD_EXCEPTIONS  JSON list of reviewed exceptions from config/platform.yaml (see logic.parse_exceptions)
+    MLBASE_ENDPOINT_URL      optional AWS endpoint override (a local AWS double in tests); unset in AWS
     POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL   the usual Powertools logging settings
 
-IAM: config:PutEvaluations, config:GetResourceConfigHistory, ec2:DescribeSecurityGroups.
+IAM (evaluator): config:PutEvaluations, config:GetResourceConfigHistory, ec2:DescribeSecurityGroups,
+ec2:DescribeManagedPrefixLists, ec2:GetManagedPrefixListEntries.
 """
 
 from __future__ import annotations
@@ -25,19 +30,23 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.aws import client
+from lambdas.sg_open_world import guard
+from lambdas.sg_open_world.grants import RESOURCE_TYPE, configuration_item_from_ec2, configuration_prefix_list_ids
 from lambdas.sg_open_world.logic import (
     DELETED_STATUSES,
-    RESOURCE_TYPE,
-    configuration_item_from_ec2,
+    WorldException,
     evaluate,
+    parse_exceptions,
     parse_rule_parameters,
 )
+from lambdas.sg_open_world.lookups import prefix_lists
 
 logger = Logger(service="sg-open-world")
 
@@ -47,18 +56,32 @@ TEST_MODE_TOKEN = "TESTMODE"  # noqa: S105 - a marker, not a credential
 
 @dataclass(frozen=True)
 class Settings:
-    endpoint_url: str | None
+    exceptions: Mapping[str, WorldException]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        return cls(endpoint_url=env.get("MLBASE_ENDPOINT_URL") or None)
+        return cls(exceptions=parse_exceptions(env.get("MLBASE_WORLD_EXCEPTIONS")))
 
 
 SETTINGS = Settings.from_env(os.environ)
 
 
+@lru_cache(maxsize=1)
+def guard_settings() -> guard.GuardSettings:
+    """Read on the guard's first event only: the evaluator has no topic and needs none."""
+    return guard.GuardSettings.from_env(os.environ)
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "invokingEvent" in event:
+        return config_rule(event)
+    if "detail-type" in event:
+        return guard.handle(event, guard_settings())
+    raise ValueError("neither an AWS Config invocation (invokingEvent) nor an EventBridge event (detail-type)")
+
+
+def config_rule(event: Mapping[str, Any]) -> dict[str, Any]:
     invoking = json.loads(event["invokingEvent"])
     # Validated first (scenario 10), so bad parameters fail the invocation before any API call.
     parse_rule_parameters(event.get("ruleParameters"))
@@ -99,7 +122,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _evaluation(item: Mapping[str, Any], params: Mapping[str, Any], timestamp: datetime) -> dict[str, Any]:
-    compliance, annotation = evaluate(item, params)
+    lists = prefix_lists(configuration_prefix_list_ids(item)) if item.get("resourceType") == RESOURCE_TYPE else {}
+    compliance, annotation = evaluate(item, params, prefix_lists=lists, exceptions=SETTINGS.exceptions)
     return _record(item, compliance, annotation, timestamp)
 
 

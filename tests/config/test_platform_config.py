@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,71 @@ def test_security_baseline_unknown_piece_lists_the_known_ones(tmp_path: Path) ->
         "security_baseline.macie: 'macie': unknown key; allowed here: access_analyzer, cis_alarms,"
         " ebs_encryption_by_default, guardduty, password_policy, s3_block_public_access, security_hub"
     ) in line
+
+
+# --- security_groups: what "the world" is, and the reviewed exceptions -----------------------------------------
+
+EXCEPTION = {"group_id": "sg-0123456789abcdef0", "ports": [8443], "reason": "partner webhook, PLAT-42"}
+
+
+def test_world_share_and_exceptions_load(tmp_path: Path) -> None:
+    data = base()
+    data["security_groups"].update(world_share=0.001, world_ingress_exceptions=[EXCEPTION])
+    rules = load_platform(write(tmp_path, data)).config.security_groups
+    assert rules.world_share == 0.001
+    [entry] = rules.world_ingress_exceptions
+    assert (entry.group_id, entry.ports, entry.reason) == ("sg-0123456789abcdef0", (8443,), "partner webhook, PLAT-42")
+
+
+def test_world_share_defaults_to_1_in_256(tmp_path: Path) -> None:
+    data = base()
+    data["security_groups"].pop("world_share")
+    assert load_platform(write(tmp_path, data)).config.security_groups.world_share == 1 / 256
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (0, "security_groups.world_share: 0: Input should be greater than 0"),
+        (0.5, "security_groups.world_share: 0.5: Input should be less than 0.5"),
+        ("some", "security_groups.world_share: 'some': Input should be a valid number"),
+    ],
+)
+def test_world_share_must_be_between_0_and_a_half(tmp_path: Path, bad: Any, message: str) -> None:
+    data = base()
+    data["security_groups"]["world_share"] = bad
+    assert message in error_for(tmp_path, data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"group_id": "web-frontend"},
+            "security_groups.world_ingress_exceptions[0].group_id: 'web-frontend': must be a security group ID",
+        ),
+        ({"ports": []}, "security_groups.world_ingress_exceptions[0].ports: []: Tuple should have at least 1 item"),
+        ({"ports": [0]}, "security_groups.world_ingress_exceptions[0].ports[0]: 0: must be a TCP port"),
+        ({"reason": "demo"}, "security_groups.world_ingress_exceptions[0].reason: 'demo': String should have at least"),
+        ({"reason": None}, "security_groups.world_ingress_exceptions[0].reason: None: Input should be a valid string"),
+    ],
+)
+def test_world_ingress_exception_fields_are_checked(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    data = base()
+    data["security_groups"]["world_ingress_exceptions"] = [EXCEPTION | change]
+    assert message in error_for(tmp_path, data)
+
+
+def test_world_ingress_exception_names_a_group_once(tmp_path: Path) -> None:
+    data = base()
+    data["security_groups"]["world_ingress_exceptions"] = [EXCEPTION, EXCEPTION | {"ports": [443]}]
+    line = error_for(tmp_path, data)
+    assert "security_groups.world_ingress_exceptions: " in line
+    assert "lists sg-0123456789abcdef0 more than once; give each group one entry with all of its ports" in line
+
+
+def test_world_ingress_exceptions_are_at_most_20(tmp_path: Path) -> None:
+    data = base()
+    data["security_groups"]["world_ingress_exceptions"] = [EXCEPTION | {"group_id": f"sg-{i:017x}"} for i in range(21)]
+    assert "security_groups.world_ingress_exceptions: " in error_for(tmp_path, data)
+    assert "should have at most 20 items" in error_for(tmp_path, data)

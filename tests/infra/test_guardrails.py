@@ -23,6 +23,9 @@ SG_RULES = (
 )
 
 
+EXCEPTION = {"group_id": "sg-0123456789abcdef0", "ports": [8443], "reason": "partner webhook, PLAT-42"}
+
+
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """The app synthesized with SCPs, account creation and auto-remediation switched on."""
@@ -34,6 +37,7 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             "research_account_email": "aws-research@example.com",
         }
         raw["security_groups"]["auto_remediate"] = True
+        raw["security_groups"]["world_ingress_exceptions"] = [EXCEPTION]
 
     return synth_variant(tmp_path_factory.mktemp("guardrails-variant"), edit)
 
@@ -158,13 +162,13 @@ def test_topic_invokes_the_notifier_with_a_dead_letter_queue(templates: dict[str
 def test_failed_notifications_are_retried_then_alarmed(templates: dict[str, dict[str, Any]], stack: str) -> None:
     t = templates[stack]
     lid, fn = notifier(t)
-    (invoke,) = by_type(t, "AWS::Lambda::EventInvokeConfig")
-    assert invoke["FunctionName"] == {"Ref": lid}
+    (invoke,) = [c for c in by_type(t, "AWS::Lambda::EventInvokeConfig") if c["FunctionName"] == {"Ref": lid}]
     assert invoke["MaximumRetryAttempts"] == 2
     dlq = fn["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
-    (alarm,) = [a for a in by_type(t, "AWS::CloudWatch::Alarm") if "dead-letter" in a["AlarmDescription"]]
+    dimensions = [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
+    (alarm,) = [a for a in by_type(t, "AWS::CloudWatch::Alarm") if a.get("Dimensions") == dimensions]
+    assert "dead-letter" in alarm["AlarmDescription"]
     assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
     assert alarm["Threshold"] == 1
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert alarm["AlarmActions"] == [{"Ref": topic_id(t)}]
@@ -194,7 +198,7 @@ def test_custom_rule_runs_the_lambda_on_changes_and_daily(templates: dict[str, d
     (rule,) = [r for r in by_type(t, "AWS::Config::ConfigRule") if r["ConfigRuleName"] == "mlbase-sg-open-world"]
     assert rule["Source"]["Owner"] == "CUSTOM_LAMBDA"
     assert rule["Scope"] == {"ComplianceResourceTypes": ["AWS::EC2::SecurityGroup"]}
-    assert rule["InputParameters"] == {"allowedPorts": "80,443", "allowTagKey": "mlbase:allow-world-ingress"}
+    assert rule["InputParameters"] == {"allowedPorts": "80,443", "worldShare": "0.00390625"}
     kinds = {d["MessageType"] for d in rule["Source"]["SourceDetails"]}
     assert kinds == {
         "ConfigurationItemChangeNotification",
@@ -222,7 +226,13 @@ def test_custom_rule_function_may_describe_groups_and_put_evaluations(
         s for p in by_type(t, "AWS::IAM::Policy") if p["Roles"] == [{"Ref": fn["Role"]["Fn::GetAtt"][0]}]
         for s in p["PolicyDocument"]["Statement"]
     ]  # fmt: skip
-    assert any("ec2:DescribeSecurityGroups" in s["Action"] for s in statements)
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeManagedPrefixLists",
+        "ec2:GetManagedPrefixListEntries",
+    } <= actions
+    assert not any(a.startswith("ec2:Revoke") for a in actions)  # the evaluator only reads
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -239,41 +249,101 @@ def test_non_compliance_of_the_sg_rules_goes_to_the_topic(templates: dict[str, d
     assert "InputTransformer" not in target
 
 
+def guard(t: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (lid, r["Properties"]) for lid, r in resources_of(t, "AWS::Lambda::Function").items()
+        if r["Properties"]["Handler"] == "lambdas.sg_open_world.handler.handler"
+        and "MLBASE_TOPIC_ARN" in r["Properties"].get("Environment", {}).get("Variables", {})
+    ]  # fmt: skip
+    return found
+
+
+def guard_statements(t: dict[str, Any]) -> list[dict[str, Any]]:
+    role = guard(t)[1]["Role"]["Fn::GetAtt"][0]
+    return [
+        s for p in by_type(t, "AWS::IAM::Policy") if p["Roles"] == [{"Ref": role}]
+        for s in p["PolicyDocument"]["Statement"]
+    ]  # fmt: skip
+
+
+def actions_of(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
 @pytest.mark.parametrize("stack", STACKS)
-def test_world_opening_api_calls_are_reported_with_who_made_them(
-    templates: dict[str, dict[str, Any]], stack: str
-) -> None:
+def test_calls_that_can_open_a_group_go_to_the_guard(templates: dict[str, dict[str, Any]], stack: str) -> None:
     t = templates[stack]
     (rule,) = [r for r in by_type(t, "AWS::Events::Rule") if r["EventPattern"]["source"] == ["aws.ec2"]]
     detail = rule["EventPattern"]["detail"]
-    assert detail["eventName"] == ["AuthorizeSecurityGroupIngress"]
-    assert detail["requestParameters"]["ipPermissions"]["items"]["$or"] == [
-        {"ipRanges": {"items": {"cidrIp": ["0.0.0.0/0"]}}},
-        {"ipv6Ranges": {"items": {"cidrIpv6": ["::/0"]}}},
-    ]
+    assert sorted(detail["eventName"]) == sorted(
+        ["AuthorizeSecurityGroupIngress", "ModifySecurityGroupRules", "ModifyManagedPrefixList",
+         "RestoreManagedPrefixListVersion"]
+    )  # fmt: skip
+    # No CIDR filter in the pattern: the /1 halves or a prefix list would slip past one; the guard decides.
+    assert "requestParameters" not in detail
+    assert detail["errorCode"] == [{"exists": False}]
     (target,) = rule["Targets"]
-    transformer = target["InputTransformer"]
-    assert transformer["InputPathsMap"]["detail-userIdentity-arn"] == "$.detail.userIdentity.arn"
-    assert transformer["InputPathsMap"]["detail-requestParameters-groupId"] == "$.detail.requestParameters.groupId"
-    assert "by <detail-userIdentity-arn>" in transformer["InputTemplate"]
+    assert target["Arn"] == {"Fn::GetAtt": [guard(t)[0], "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    assert "DeadLetterConfig" in target
 
 
-def test_auto_remediation_is_off_by_default(templates: dict[str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("stack", STACKS)
+def test_guard_and_config_rule_decide_with_the_same_parameters(
+    templates: dict[str, dict[str, Any]], stack: str
+) -> None:
+    t = templates[stack]
+    (rule,) = [r for r in by_type(t, "AWS::Config::ConfigRule") if r["ConfigRuleName"] == "mlbase-sg-open-world"]
+    env = guard(t)[1]["Environment"]["Variables"]
+    assert json.loads(env["MLBASE_RULE_PARAMETERS"]) == rule["InputParameters"]
+    evaluator = t["Resources"][rule["Source"]["SourceIdentifier"]["Fn::GetAtt"][0]]["Properties"]
+    assert env["MLBASE_WORLD_EXCEPTIONS"] == evaluator["Environment"]["Variables"]["MLBASE_WORLD_EXCEPTIONS"] == "[]"
+    assert env["MLBASE_TOPIC_ARN"] == {"Ref": topic_id(t)}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_guard_reads_and_publishes_but_revokes_nothing_by_default(
+    templates: dict[str, dict[str, Any]], stack: str
+) -> None:
+    t = templates[stack]
+    assert guard(t)[1]["Environment"]["Variables"]["MLBASE_AUTO_REMEDIATE"] == "false"
+    actions = actions_of(guard_statements(t))
+    assert {"ec2:DescribeSecurityGroupRules", "ec2:GetManagedPrefixListEntries", "sns:Publish"} <= actions
+    assert "ec2:RevokeSecurityGroupIngress" not in actions
+    assert not resources_of(t, "AWS::Config::RemediationConfiguration")
+    assert not [r for r in by_type(t, "AWS::Events::Rule") if r.get("Description", "").startswith("sg-open-world NON")]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_failed_guard_runs_are_queued_and_alarmed(templates: dict[str, dict[str, Any]], stack: str) -> None:
+    t = templates[stack]
+    lid, fn = guard(t)
+    queue = fn["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+    config = [c["Properties"] for c in resources_of(t, "AWS::Lambda::EventInvokeConfig").values()]
+    assert [c["MaximumRetryAttempts"] for c in config if c["FunctionName"] == {"Ref": lid}] == [2]
+    (alarm,) = [
+        a for a in by_type(t, "AWS::CloudWatch::Alarm")
+        if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}} in a.get("Dimensions", [])
+    ]  # fmt: skip
+    assert alarm["AlarmActions"] == [{"Ref": topic_id(t)}]
+
+
+def test_auto_remediation_revokes_through_the_guard_when_enabled(variant: dict[str, dict[str, Any]]) -> None:
     for stack in STACKS:
-        assert not resources_of(templates[stack], "AWS::Config::RemediationConfiguration")
-
-
-def test_auto_remediation_revokes_world_ingress_when_enabled(variant: dict[str, dict[str, Any]]) -> None:
-    t = variant["Research-Guardrails"]
-    (remediation,) = by_type(t, "AWS::Config::RemediationConfiguration")
-    assert remediation["TargetId"] == "AWSConfigRemediation-RemoveUnrestrictedSourceIngressRules"
-    assert remediation["Automatic"] is True
-    assert remediation["Parameters"]["GroupId"] == {"ResourceValue": {"Value": "RESOURCE_ID"}}
-    role_id = remediation["Parameters"]["AutomationAssumeRole"]["StaticValue"]["Values"][0]["Fn::GetAtt"][0]
-    role = t["Resources"][role_id]["Properties"]
-    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ssm.amazonaws.com"}
-    rule_ref = remediation["ConfigRuleName"]["Ref"]
-    assert t["Resources"][rule_ref]["Properties"]["ConfigRuleName"] == "mlbase-sg-open-world"
+        t = variant[stack]
+        assert not resources_of(t, "AWS::Config::RemediationConfiguration")  # no SSM document strips groups
+        env = guard(t)[1]["Environment"]["Variables"]
+        assert env["MLBASE_AUTO_REMEDIATE"] == "true"
+        assert json.loads(env["MLBASE_WORLD_EXCEPTIONS"]) == [EXCEPTION]
+        (revoke,) = [s for s in guard_statements(t) if s["Action"] == "ec2:RevokeSecurityGroupIngress"]
+        account = PROD if stack.startswith("Production") else RESEARCH
+        assert revoke["Resource"] == f"arn:aws:ec2:*:{account}:security-group/*"
+        (rule,) = [
+            r for r in by_type(t, "AWS::Events::Rule")
+            if r["EventPattern"]["source"] == ["aws.config"] and r["Targets"][0]["Arn"] != {"Ref": topic_id(t)}
+        ]  # fmt: skip
+        assert rule["EventPattern"]["detail"]["configRuleName"] == ["mlbase-sg-open-world"]
+        assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [guard(t)[0], "Arn"]}
 
 
 # --- budgets ----------------------------------------------------------------------------------------------------
