@@ -29,6 +29,7 @@ DEMO_MODEL = REPO / "build" / "demo-model"  # build/ is git-ignored
 REGION = "ap-northeast-1"
 BUCKET = "mlbase-demo-uploads"
 USER = "demo-user"
+DEMO_ROLE_ID = "AROADEMOBACKEND"
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,27 @@ def demo_uploads(count: int, seed: int = 2026) -> list[Upload]:
         label = synthetic.LABELS[i % 2]
         width, height = rng.choice(sizes)
         uploads.append(Upload(f"{label}-{i:02d}", label, synthetic.photo(label, width, height, seed + i)))
+    # An iPhone camera photo: the same kind of picture, stored as HEIC.
+    label = synthetic.LABELS[0]
+    uploads.append(Upload("iphone-heic", label, _heic(synthetic.photo(label, 1600, 1200, seed - 1)), "image/heic"))
     good = uploads[0].data
     uploads.append(Upload("truncated", None, good[: len(good) // 4]))
+    # PostScript under a photo's name: refused from its first bytes, never handed to Ghostscript.
+    uploads.append(Upload("postscript", None, b"%!PS-Adobe-3.0\n0 0 moveto showpage\n"))
     uploads.append(Upload("not-a-photo", None, b"just text with a .png name, not a photo", "image/png"))
     return uploads
+
+
+def _heic(jpeg: bytes) -> bytes:
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(out, format="HEIF", quality=85)
+    return out.getvalue()
 
 
 def create_stack(endpoint: str) -> dict[str, str]:
@@ -94,7 +112,8 @@ def create_stack(endpoint: str) -> dict[str, str]:
 
 def upload_through_api(uploads: list[Upload]) -> tuple[dict[str, Upload], str]:
     """POST each photo with a pre-signed form from the upload API Lambda; plain PutObject if that Lambda is absent."""
-    os.environ.update(MLBASE_UPLOAD_BUCKET=BUCKET, MLBASE_AUTH_MODE="iam")
+    # The demo plays the app backend: its requests carry the backend role's unique ID, as API Gateway reports it.
+    os.environ.update(MLBASE_UPLOAD_BUCKET=BUCKET, MLBASE_AUTH_MODE="iam", MLBASE_BACKEND_ROLE_ID=DEMO_ROLE_ID)
     try:
         from lambdas.presign.handler import handler
     except ImportError:
@@ -118,7 +137,10 @@ def upload_through_api(uploads: list[Upload]) -> tuple[dict[str, Upload], str]:
             "routeKey": "POST /uploads",
             "rawPath": "/uploads",
             "headers": {"content-type": "application/json", "x-mlbase-user-id": USER},
-            "requestContext": {"http": {"method": "POST", "path": "/uploads"}, "authorizer": {"iam": {"userId": "x"}}},
+            "requestContext": {
+                "http": {"method": "POST", "path": "/uploads"},
+                "authorizer": {"iam": {"userId": f"{DEMO_ROLE_ID}:demo"}},
+            },
             "body": json.dumps({"content_type": upload.content_type, "content_length": len(upload.data) or 1}),
             "isBase64Encoded": False,
         }

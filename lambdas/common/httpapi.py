@@ -6,13 +6,16 @@ Who the caller is depends on the route's authorization, chosen by configuration 
   (``requestContext.authorizer.jwt.claims.sub``).
 - ``iam``: the app backend signs requests (SigV4) with its own IAM role and names the end user in the
   ``x-mlbase-user-id`` header. The header is trusted only when API Gateway reports an IAM-authorized caller
-  (``requestContext.authorizer.iam``); anywhere else it could be forged by whoever calls the API.
+  (``requestContext.authorizer.iam``) *and* that caller is the app backend role, recognised by the role's unique
+  ID (``AROA...``, the part of the caller's ``userId`` before the session name; a role deleted and re-created under
+  the same name gets a new one). Any other principal allowed ``execute-api:Invoke`` gets 403 ``forbidden_caller``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -47,16 +50,32 @@ def parse_auth_mode(value: str | None) -> AuthMode:
         raise ValueError(f"MLBASE_AUTH_MODE must be 'iam' or 'jwt', got {value!r}") from None
 
 
-def caller_user_id(event: Mapping[str, Any], mode: AuthMode) -> str:
-    """The end user's id for this request, or HttpError 400 ``missing_user`` saying what the caller must send."""
+def backend_role_id(env: Mapping[str, str], mode: AuthMode) -> str | None:
+    """``MLBASE_BACKEND_ROLE_ID``, required in IAM mode: the unique ID (``AROA...``) of the app backend role."""
+    raw = env.get("MLBASE_BACKEND_ROLE_ID", "").strip()
+    if mode is AuthMode.IAM and not re.fullmatch(r"AROA[A-Z0-9]{4,124}", raw):
+        raise ValueError(f"MLBASE_BACKEND_ROLE_ID must be the app backend role's unique ID (AROA...), got {raw!r}")
+    return raw or None
+
+
+def caller_user_id(event: Mapping[str, Any], mode: AuthMode, backend_role_id: str | None = None) -> str:
+    """The end user's id for this request, or HttpError 400 ``missing_user`` saying what the caller must send.
+
+    In IAM mode only the role with unique ID `backend_role_id` may name a user (403 ``forbidden_caller``
+    otherwise, and for every caller when no role ID is configured).
+    """
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if mode is AuthMode.JWT:
         claims = (authorizer.get("jwt") or {}).get("claims") or {}
         user = claims.get("sub")
         where = "the JWT must carry a 'sub' claim"
     else:
-        if not authorizer.get("iam"):
+        iam = authorizer.get("iam")
+        if not iam:
             raise HttpError(400, "missing_user", "call this API with IAM (SigV4) authorization")
+        caller_role_id = str(iam.get("userId") or "").partition(":")[0]
+        if not backend_role_id or caller_role_id != backend_role_id:
+            raise HttpError(403, "forbidden_caller", "only the app backend role may call this API")
         user = _header(event, USER_ID_HEADER)
         where = f"send the end user's id in the {USER_ID_HEADER} header"
     if not isinstance(user, str) or not user:

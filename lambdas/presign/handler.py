@@ -19,11 +19,13 @@ How the app backend calls it (``MLBASE_AUTH_MODE``):
   user id is the token's ``sub`` claim.
 - ``iam``: the backend signs the request with SigV4 using its own IAM role (``execute-api:Invoke`` on this route)
   and names the end user in the ``x-mlbase-user-id`` header. The header is trusted only on IAM-authorized
-  requests, since only the backend's role can make those.
+  requests from that role (its unique ID is ``MLBASE_BACKEND_ROLE_ID``); any other IAM principal, even one allowed
+  to invoke the API, gets 403 ``{"error": "forbidden_caller"}``.
 
 Environment variables:
     MLBASE_UPLOAD_BUCKET        upload bucket name (required)
     MLBASE_AUTH_MODE            ``iam`` or ``jwt`` (required): how the caller and the user are identified
+    MLBASE_BACKEND_ROLE_ID      unique ID (``AROA...``) of the app backend role (required in ``iam`` mode)
     MLBASE_MAX_UPLOAD_BYTES     largest accepted photo in bytes (default 20971520 = 20 MiB)
     MLBASE_URL_EXPIRY_SECONDS   lifetime of the pre-signed POST, 1..900 (default 300)
     MLBASE_ENDPOINT_URL         optional AWS endpoint override (a local AWS double in tests); unset in AWS
@@ -57,7 +59,7 @@ def settings() -> Settings:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
     try:
-        user_id = caller_user_id(event, config.auth_mode)
+        user_id = caller_user_id(event, config.auth_mode, config.backend_role_id)
         request = parse_request(json_body(event), config.max_upload_bytes)
     except HttpError as exc:
         logger.info("rejected", extra={"error": exc.code})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lambdas.common.httpapi import AuthMode, HttpError, parse_auth_mode
+from lambdas.common.httpapi import AuthMode, HttpError, backend_role_id, parse_auth_mode
 from lambdas.common.uploads import CONTENT_TYPE_EXTENSIONS, upload_key
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -24,6 +24,7 @@ class Settings:
     max_upload_bytes: int
     expiry_seconds: int
     auth_mode: AuthMode
+    backend_role_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -33,7 +34,8 @@ class Settings:
             raise ValueError("MLBASE_UPLOAD_BUCKET must name the upload bucket")
         max_bytes = _int_env(env, "MLBASE_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, S3_POST_LIMIT_BYTES)
         expiry = _int_env(env, "MLBASE_URL_EXPIRY_SECONDS", DEFAULT_EXPIRY_SECONDS, 1, MAX_EXPIRY_SECONDS)
-        return cls(bucket, max_bytes, expiry, parse_auth_mode(env.get("MLBASE_AUTH_MODE")))
+        mode = parse_auth_mode(env.get("MLBASE_AUTH_MODE"))
+        return cls(bucket, max_bytes, expiry, mode, backend_role_id(env, mode))
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,15 @@ Answers (HTTP API payload 2.0):
     404 ``{"status": "not_found"}`` when the id is not a UUID, has no result yet, or belongs to another user:
         these are deliberately indistinguishable
     400 ``{"error": "missing_user"|"invalid_user", "message": ...}`` when the caller's user id is absent
+    403 ``{"error": "forbidden_caller", "message": ...}`` in IAM mode, for any IAM principal but the app backend role
 The user is identified as in the upload API (see :mod:`lambdas.common.httpapi`): the JWT ``sub`` claim, or the
-``x-mlbase-user-id`` header on IAM-authorized calls from the app backend. Lookup design: :mod:`lambdas.results.logic`.
+``x-mlbase-user-id`` header on IAM-authorized calls from the app backend role. Lookup design:
+:mod:`lambdas.results.logic`.
 
 Environment variables:
     MLBASE_RESULTS_TABLE   DynamoDB table of results, partition key ``upload_key`` (string) (required)
     MLBASE_AUTH_MODE       ``iam`` or ``jwt`` (required), the same as the upload API's
+    MLBASE_BACKEND_ROLE_ID unique ID (``AROA...``) of the app backend role (required in ``iam`` mode)
     MLBASE_ENDPOINT_URL    optional AWS endpoint override (a local AWS double in tests); unset in AWS
 IAM: dynamodb:BatchGetItem on the table.
 """
@@ -44,7 +47,7 @@ def settings() -> Settings:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
     try:
-        user_id = caller_user_id(event, config.auth_mode)
+        user_id = caller_user_id(event, config.auth_mode, config.backend_role_id)
     except HttpError as exc:
         logger.info("rejected", extra={"error": exc.code})
         return exc.response()

@@ -17,7 +17,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from lambdas.common.httpapi import AuthMode, parse_auth_mode
+from lambdas.common.httpapi import AuthMode, backend_role_id, parse_auth_mode
 from lambdas.common.uploads import candidate_keys, normalize_upload_id
 
 RESULT_ATTRIBUTES = ("upload_key", "etag", "label", "score", "model_version", "error", "timings", "processed_at")
@@ -29,13 +29,15 @@ _deserializer = TypeDeserializer()
 class Settings:
     table: str
     auth_mode: AuthMode
+    backend_role_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         table = env.get("MLBASE_RESULTS_TABLE", "").strip()
         if not table:
             raise ValueError("MLBASE_RESULTS_TABLE must name the results table")
-        return cls(table, parse_auth_mode(env.get("MLBASE_AUTH_MODE")))
+        mode = parse_auth_mode(env.get("MLBASE_AUTH_MODE"))
+        return cls(table, mode, backend_role_id(env, mode))
 
 
 def keys_to_try(user_id: str, raw_upload_id: str | None) -> tuple[str, list[str]] | None:

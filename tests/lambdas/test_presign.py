@@ -19,6 +19,7 @@ from tests.lambdas.conftest import FakeContext, http_event
 
 BUCKET = "mlbase-uploads-test"
 USER = "0b7f3f52-1111-4c3e-9f0e-5d2a3c4b5a69"
+BACKEND_ROLE_ID = "AROAEXAMPLE"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 2048 + b"\xff\xd9"
 
 
@@ -27,6 +28,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Default configuration: JWT auth, 20 MiB, 5 minutes. Tests adjust variables before the first invocation."""
     monkeypatch.setenv("MLBASE_UPLOAD_BUCKET", BUCKET)
     monkeypatch.setenv("MLBASE_AUTH_MODE", "jwt")
+    # The unique ID of the role that signs `http_event(iam=True)` requests (userId "AROAEXAMPLE:backend").
+    monkeypatch.setenv("MLBASE_BACKEND_ROLE_ID", BACKEND_ROLE_ID)
     monkeypatch.delenv("MLBASE_MAX_UPLOAD_BYTES", raising=False)
     monkeypatch.delenv("MLBASE_URL_EXPIRY_SECONDS", raising=False)
     presign.settings.cache_clear()
@@ -274,6 +277,42 @@ def test_user_header_without_iam_authorization_is_not_trusted(bucket: str, env: 
     )
 
 
+# Each row: the IAM identity API Gateway reports for a SigV4-signed call, and why it must not name a user.
+OTHER_PRINCIPALS = [
+    (
+        {"userId": "AIDAEXAMPLEUSER", "userArn": "arn:aws:iam::123456789012:user/alice"},
+        "an IAM user of the account, allowed execute-api:Invoke by a broad policy",
+    ),
+    (
+        {"userId": "AROAOTHERROLE:ci", "userArn": "arn:aws:sts::123456789012:assumed-role/ci-deploy/ci"},
+        "another role of the account",
+    ),
+    (
+        {"userId": "AROANEWROLEID:backend", "userArn": "arn:aws:sts::123456789012:assumed-role/app-backend/backend"},
+        "a role re-created under the backend role's name: same ARN, new unique ID",
+    ),
+    (
+        {"userId": "AROAEXAMPLEX:backend", "userArn": "arn:aws:sts::123456789012:assumed-role/other/backend"},
+        "a role ID that merely starts with the backend role's",
+    ),
+    ({"userId": None, "userArn": None}, "no identity reported"),
+]
+
+
+@pytest.mark.parametrize(("identity", "reason"), OTHER_PRINCIPALS, ids=[r for _, r in OTHER_PRINCIPALS])
+def test_only_the_backend_role_may_name_a_user(
+    bucket: str, env: pytest.MonkeyPatch, identity: dict[str, str | None], reason: str
+) -> None:
+    env.setenv("MLBASE_AUTH_MODE", "iam")
+    event = http_event(iam=True, headers={"x-mlbase-user-id": "user-42"}, body='{"content_type": "image/png"}')
+    event["requestContext"]["authorizer"]["iam"].update(identity, callerId=identity["userId"])
+    status, body = call(event)
+    assert (status, body) == (
+        403,
+        {"error": "forbidden_caller", "message": "only the app backend role may call this API"},
+    ), reason
+
+
 @pytest.mark.parametrize("user", ["../other-user", "a/b", "..", "x" * 129])
 def test_user_id_that_would_leave_its_prefix(bucket: str, env: pytest.MonkeyPatch, user: str) -> None:
     env.setenv("MLBASE_AUTH_MODE", "iam")
@@ -304,5 +343,17 @@ def test_bad_configuration_is_refused(variable: str, value: str, message: str) -
 
 
 def test_configuration_defaults() -> None:
-    settings = Settings.from_env({"MLBASE_UPLOAD_BUCKET": BUCKET, "MLBASE_AUTH_MODE": "IAM"})
+    settings = Settings.from_env(
+        {"MLBASE_UPLOAD_BUCKET": BUCKET, "MLBASE_AUTH_MODE": "IAM", "MLBASE_BACKEND_ROLE_ID": BACKEND_ROLE_ID}
+    )
     assert (settings.max_upload_bytes, settings.expiry_seconds, settings.auth_mode) == (20971520, 300, "iam")
+    assert settings.backend_role_id == BACKEND_ROLE_ID
+
+
+@pytest.mark.parametrize("role_id", ["", "app-backend", "arn:aws:iam::123456789012:role/app-backend", "AIDAUSER"])
+def test_iam_mode_needs_the_backend_role_id(role_id: str) -> None:
+    env = {"MLBASE_UPLOAD_BUCKET": BUCKET, "MLBASE_AUTH_MODE": "iam", "MLBASE_BACKEND_ROLE_ID": role_id}
+    message = f"MLBASE_BACKEND_ROLE_ID must be the app backend role's unique ID (AROA...), got {role_id!r}"
+    with pytest.raises(ValueError, match=r"^MLBASE_BACKEND_ROLE_ID must be") as error:
+        Settings.from_env(env)
+    assert str(error.value) == message

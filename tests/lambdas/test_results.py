@@ -27,6 +27,8 @@ OTHER_UPLOAD = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 def table(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("MLBASE_RESULTS_TABLE", TABLE)
     monkeypatch.setenv("MLBASE_AUTH_MODE", "jwt")
+    # The unique ID of the role that signs `http_event(iam=True)` requests (userId "AROAEXAMPLE:backend").
+    monkeypatch.setenv("MLBASE_BACKEND_ROLE_ID", "AROAEXAMPLE")
     results.settings.cache_clear()
     client("dynamodb", aws).create_table(
         TableName=TABLE,
@@ -177,6 +179,36 @@ def test_iam_mode_reads_the_user_header(table: Any, monkeypatch: pytest.MonkeyPa
     assert get(UPLOAD, user=None, headers={"x-mlbase-user-id": BOB}) == (
         400,
         {"error": "missing_user", "message": "call this API with IAM (SigV4) authorization"},
+    )
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"userId": "AIDAEXAMPLEUSER", "userArn": "arn:aws:iam::123456789012:user/alice"},
+        {"userId": "AROAOTHERROLE:ci", "userArn": "arn:aws:sts::123456789012:assumed-role/ci-deploy/ci"},
+        {"userId": "AROANEWROLEID:backend", "userArn": "arn:aws:sts::123456789012:assumed-role/app-backend/backend"},
+    ],
+    ids=["iam-user", "other-role", "recreated-role"],
+)
+def test_iam_principals_other_than_the_backend_cannot_read_a_users_results(
+    table: Any, monkeypatch: pytest.MonkeyPatch, identity: dict[str, str]
+) -> None:
+    monkeypatch.setenv("MLBASE_AUTH_MODE", "iam")
+    results.settings.cache_clear()
+    table.put_item(Item=stored(BOB, UPLOAD, "webp"))
+    event = http_event(
+        method="GET",
+        path=f"/results/{UPLOAD}",
+        iam=True,
+        headers={"x-mlbase-user-id": BOB},
+        path_parameters={"upload_id": UPLOAD},
+    )
+    event["requestContext"]["authorizer"]["iam"].update(identity, callerId=identity["userId"])
+    response = results.handler(event, FakeContext())
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        403,
+        {"error": "forbidden_caller", "message": "only the app backend role may call this API"},
     )
 
 
