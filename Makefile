@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .make
 
-.PHONY: synth test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram clean help
+.PHONY: synth test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram preflight clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,6 +56,14 @@ bench: $(STAMP)/venv ## worker throughput benchmark (decode, model, end to end)
 
 simulate: $(STAMP)/venv ## scaling simulator on the built-in traffic profiles
 	$(PY) -m tools.scaling_sim $(ARGS)
+
+ifneq ($(filter preflight,$(MAKECMDGOALS)),)
+ifndef PROFILE
+$(error usage: make preflight PROFILE=prod (or PROFILE=research), the AWS CLI profile of the account to check)
+endif
+endif
+preflight: synth ## read-only check of one account before deploying (PROFILE=prod or PROFILE=research)
+	$(PY) -m tools.preflight --profile $(PROFILE) --config $(or $(MLBASE_CONFIG),config/platform.yaml) --assembly cdk.out
 
 clean: ## remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

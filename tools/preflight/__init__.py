@@ -1,0 +1,1 @@
+"""Read-only checks of one AWS account before its first deploy, derived from the config and the templates."""
