@@ -202,7 +202,8 @@ class SecurityBaseline(Construct):
                 topic,
                 source=["aws.access-analyzer"],
                 detail_type=["Access Analyzer Finding"],
-                detail={"status": ["ACTIVE"]},
+                # A deleted finding keeps its status and only gets isDeleted (access-analyzer-eventbridge.html).
+                detail={"status": ["ACTIVE"], "isDeleted": [False]},
             )
 
         self.settings = account_settings(stack.account, pieces)

@@ -155,7 +155,8 @@ def guardduty_message(event: Mapping[str, Any]) -> SlackMessage:
     service = detail.get("service") or {}
     if service.get("count"):
         lines.append(f"Seen {service['count']} time(s), last at {service.get('eventLastSeen') or '?'}")
-    fragment = f"/findings?macros=current&fId={_q(str(detail.get('id') or ''))}"
+    # The finding's console link as GuardDuty's EventBridge documentation builds it.
+    fragment = f"/findings?search=id={_q(str(detail.get('id') or ''))}"
     return _message("guardduty", headline, lines, [("finding", _console(region, "guardduty", fragment))])
 
 

@@ -167,7 +167,7 @@ def test_high_findings_of_each_source_go_to_the_topic(templates: dict[str, dict[
     assert findings["ProductName"] == [{"anything-but": ["GuardDuty", "IAM Access Analyzer"]}]
     analyzer = rule_for(t, "aws.access-analyzer")
     assert analyzer["EventPattern"] == {
-        "detail": {"status": ["ACTIVE"]},
+        "detail": {"status": ["ACTIVE"], "isDeleted": [False]},
         "detail-type": ["Access Analyzer Finding"],
         "source": ["aws.access-analyzer"],
     }

@@ -505,8 +505,8 @@ def test_finding_is_still_delivered_when_cloudtrail_refuses(
 
 # --- security findings and CIS alarms (events shaped as in AWS's documented examples) ---------------------------
 
-# GuardDuty finding event (guardduty/latest/ug/guardduty_findings_eventbridge.html, finding fields as in
-# guardduty/latest/APIReference/API_Finding.html), for an IAM finding of severity 8.
+# GuardDuty finding event: the envelope of guardduty/latest/ug/guardduty_findings_cloudwatch.html with a finding's
+# fields as guardduty/latest/APIReference/API_Finding.html lists them, for an IAM finding of severity 8.
 GUARDDUTY_EVENT: dict[str, Any] = {
     "version": "0",
     "id": "c8c4daa7-a20c-2f03-0070-b7393dd542ad",
@@ -553,7 +553,7 @@ GUARDDUTY_EVENT: dict[str, Any] = {
 }
 
 # Security Hub "Findings - Imported" event (securityhub/latest/userguide/securityhub-cwe-event-formats.html) with one
-# ASFF finding of a consolidated control.
+# consolidated control finding shaped like those of securityhub/latest/userguide/sample-control-findings.html.
 SECURITY_HUB_FINDING: dict[str, Any] = {
     "SchemaVersion": "2018-10-08",
     "Id": f"arn:aws:securityhub:ap-northeast-1:{ACCOUNT}:security-control/EC2.19/finding/"
@@ -666,7 +666,7 @@ def test_guardduty_finding() -> None:
             GUARDDUTY_EVENT["detail"]["description"],
             "Seen 3 time(s), last at 2026-11-27T09:58:00.000Z",
             "https://ap-northeast-1.console.aws.amazon.com/guardduty/home?region=ap-northeast-1"
-            "#/findings?macros=current&fId=16afba5c5c43e07c9e3e5e2e544e95df",
+            "#/findings?search=id=16afba5c5c43e07c9e3e5e2e544e95df",
         ]
     )
 
