@@ -4,26 +4,46 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, CfnOutput, Duration
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
 from cdk_constructs.workstation import MANAGED_TAG, Workstation
 from stacks.base import ZonedStack
-from stacks.config import Platform
+from stacks.config import Platform, PlatformConfig
 from stacks.gpu_versions import load_ami_versions
+
+# Slack sends one request per typed command: a team typing fast stays far below this, a flood from elsewhere does not.
+BOT_RATE_LIMIT = 10  # requests per second, steady
+BOT_BURST_LIMIT = 20
+# Request metadata only; bodies (with the signed command) stay out of the access log.
+BOT_ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "integrationError": "$context.integrationErrorMessage",
+}
 
 
 class WorkbenchStack(ZonedStack):
@@ -149,75 +169,8 @@ class WorkbenchStack(ZonedStack):
         )
         failure_alarm.add_alarm_action(cw_actions.SnsAction(notifications))
 
-        bot_name = f"{cfg.project}-gpu-bot"
-        self.bot = PythonLambda(
-            self,
-            "GpuBot",
-            name="chatops",
-            function_name=bot_name,
-            description="Slack /gpu command: list, status, start, stop, keep researcher workstations",
-            environment={
-                "MLBASE_SIGNING_SECRET_ARN": signing_secret.secret_arn,
-                "MLBASE_SLACK_SECRET_ARN": slack_secret.secret_arn,
-                "MLBASE_ROSTER": roster,
-                "MLBASE_ADMIN_SLACK_IDS": ",".join(wb.admins),
-                "MLBASE_FALLBACK_INSTANCE_TYPES": json.dumps(
-                    {k: list(v) for k, v in wb.fallback_instance_types.items()}, sort_keys=True, separators=(",", ":")
-                ),
-            },
-            timeout=Duration.seconds(60),
-            reserved_concurrency=10,
-        )
-        bot = self.bot.function
-        signing_secret.grant_read(bot)
-        slack_secret.grant_read(bot)
-        # The bot hands slow EC2 work to an asynchronous invocation of itself (named, so no circular reference).
-        bot.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"],
-                resources=[
-                    self.format_arn(
-                        service="lambda",
-                        resource="function",
-                        resource_name=bot_name,
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        bot.add_to_role_policy(iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"]))
-        bot.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["ec2:StartInstances", "ec2:StopInstances", "ec2:ModifyInstanceAttribute"],
-                resources=[instances_arn],
-                conditions=managed,
-            )
-        )
-        bot.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["ec2:CreateTags"],
-                resources=[instances_arn],
-                conditions={**managed, "ForAllValues:StringEquals": {"aws:TagKeys": ["keep-until"]}},
-            )
-        )
-        self.bot_api = apigw.HttpApi(self, "BotApi", description="Slack slash command endpoint for /gpu")
-        self.bot_api.add_routes(
-            path="/slack/commands",
-            methods=[apigw.HttpMethod.POST],
-            integration=integrations.HttpLambdaIntegration("BotIntegration", bot),
-        )
-        acknowledge(
-            self.bot_api,
-            (
-                "AwsSolutions-APIG4",
-                "Slack cannot sign with IAM or JWT; the handler verifies Slack's HMAC signature before anything else.",
-            ),
-            (
-                "AwsSolutions-APIG1",
-                "The bot logs every command with the Slack user and the result in its own encrypted log group.",
-            ),
-        )
-        for fn in (self.idle_monitor, self.bot):
+        self._bot(cfg, roster, slack_secret, signing_secret, instances_arn, managed, notifications)
+        for fn in (self.idle_monitor, self.jobs):
             acknowledge(
                 fn.role,
                 (
@@ -233,6 +186,10 @@ class WorkbenchStack(ZonedStack):
                     f"{cfg.slack.secret_name}-??????]",
                     "Secrets referenced by name carry a random six-character suffix in their ARN.",
                 ),
+            )
+        for fn in (self.bot, self.jobs):
+            acknowledge(
+                fn.role,
                 (
                     f"AwsSolutions-IAM5[Resource::arn:aws:secretsmanager:{self.region}:{self.account}:secret:"
                     f"{cfg.slack.signing_secret_name}-??????]",
@@ -241,3 +198,151 @@ class WorkbenchStack(ZonedStack):
             )
         CfnOutput(self, "SlackCommandUrl", value=f"{self.bot_api.api_endpoint}/slack/commands",
                   description="Request URL for the /gpu slash command in the Slack app")  # fmt: skip
+
+    def _bot(
+        self,
+        cfg: PlatformConfig,
+        roster: str,
+        slack_secret: secretsmanager.ISecret,
+        signing_secret: secretsmanager.ISecret,
+        instances_arn: str,
+        managed: dict[str, dict[str, str]],
+        notifications: sns.ITopic,
+    ) -> None:
+        """The /gpu bot: the HTTP function behind the API, the job function that does the EC2 work, their table."""
+        wb = cfg.workbench
+        # Each signed request is recorded once (a conditional put): a replay within Slack's 5-minute window is refused.
+        self.seen_signatures = dynamodb.Table(
+            self,
+            "SeenSignatures",
+            partition_key=dynamodb.Attribute(name="key", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="expires_at",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        acknowledge(
+            self.seen_signatures,
+            (
+                "NIST.800.53.R5-DynamoDBInBackupPlan",
+                "Signatures live minutes (TTL); nothing in the table is worth restoring beyond point-in-time recovery.",
+            ),
+        )
+        common_env = {
+            "MLBASE_SIGNING_SECRET_ARN": signing_secret.secret_arn,
+            "MLBASE_SEEN_TABLE": self.seen_signatures.table_name,
+            "MLBASE_ROSTER": roster,
+            "MLBASE_ADMIN_SLACK_IDS": ",".join(wb.admins),
+            "MLBASE_FALLBACK_INSTANCE_TYPES": json.dumps(
+                {k: list(v) for k, v in wb.fallback_instance_types.items()}, sort_keys=True, separators=(",", ":")
+            ),
+        }
+
+        self.job_failures = sqs.Queue(
+            self,
+            "GpuJobFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.job_failures, ("AwsSolutions-SQS3", "This queue is the on-failure destination of the /gpu jobs.")
+        )
+        self.jobs = PythonLambda(
+            self,
+            "GpuJobs",
+            name="chatops",
+            function_name=f"{cfg.project}-gpu-jobs",
+            description="Slack /gpu jobs: verifies the signed request again, then starts, stops, keeps, lists",
+            environment={**common_env, "MLBASE_SLACK_SECRET_ARN": slack_secret.secret_arn},
+            timeout=Duration.seconds(60),
+            reserved_concurrency=10,
+        )
+        jobs = self.jobs.function
+        # No retries: an EC2 action is not repeated behind the caller's back, and the caller hears of one failure
+        # once. The failed job lands in the queue, whose alarm tells the platform team.
+        jobs.configure_async_invoke(
+            retry_attempts=0,
+            max_event_age=Duration.minutes(10),
+            on_failure=destinations.SqsDestination(self.job_failures),
+        )
+        failure_alarm = cloudwatch.Alarm(
+            self,
+            "GpuJobFailuresAlarm",
+            alarm_description="/gpu jobs failed (their events are in the on-failure queue; the caller was told)",
+            metric=self.job_failures.metric_number_of_messages_sent(period=Duration.minutes(5)),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        failure_alarm.add_alarm_action(cw_actions.SnsAction(notifications))
+        signing_secret.grant_read(jobs)
+        slack_secret.grant_read(jobs)
+        self.seen_signatures.grant(jobs, "dynamodb:PutItem")
+        jobs.add_to_role_policy(iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"]))
+        jobs.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ec2:StartInstances", "ec2:StopInstances", "ec2:ModifyInstanceAttribute"],
+                resources=[instances_arn],
+                conditions=managed,
+            )
+        )
+        jobs.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ec2:CreateTags"],
+                resources=[instances_arn],
+                conditions={**managed, "ForAllValues:StringEquals": {"aws:TagKeys": ["keep-until"]}},
+            )
+        )
+
+        self.bot = PythonLambda(
+            self,
+            "GpuBot",
+            name="chatops",
+            function_name=f"{cfg.project}-gpu-bot",
+            description="Slack /gpu command: verifies and answers within 3 s, hands the work to the jobs function",
+            environment={**common_env, "MLBASE_JOBS_FUNCTION": jobs.function_arn},
+            timeout=Duration.seconds(10),
+            reserved_concurrency=10,
+        )
+        bot = self.bot.function
+        signing_secret.grant_read(bot)
+        self.seen_signatures.grant(bot, "dynamodb:PutItem")
+        # Only the unqualified function: the bot never names a version or alias.
+        jobs.grant_invoke_latest_version(bot)
+
+        self.bot_api = apigw.HttpApi(self, "BotApi", description="Slack slash command endpoint for /gpu")
+        self.bot_api.add_routes(
+            path="/slack/commands",
+            methods=[apigw.HttpMethod.POST],
+            integration=integrations.HttpLambdaIntegration("BotIntegration", bot),
+        )
+        access_logs = logs.LogGroup(
+            self,
+            "BotApiAccessLogs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            encryption_key=logs_key(self, "BotApiLogsKey", description="Encrypts the /gpu API's access logs"),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        stage = self.bot_api.default_stage
+        assert stage is not None
+        cfn_stage = stage.node.default_child
+        assert isinstance(cfn_stage, apigw.CfnStage)
+        # The default stage's L2 takes neither setting; the CloudFormation properties say it plainly.
+        cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+            destination_arn=access_logs.log_group_arn, format=json.dumps(BOT_ACCESS_LOG_FORMAT)
+        )
+        cfn_stage.default_route_settings = apigw.CfnStage.RouteSettingsProperty(
+            throttling_rate_limit=BOT_RATE_LIMIT, throttling_burst_limit=BOT_BURST_LIMIT
+        )
+        acknowledge(
+            self.bot_api,
+            (
+                "AwsSolutions-APIG4",
+                "Slack cannot sign with IAM or JWT; the handler verifies Slack's HMAC signature before anything else.",
+            ),
+        )

@@ -1,20 +1,27 @@
 """Slack `/gpu` slash command behind an HTTP API (payload format 2.0), answering within Slack's 3 seconds.
 
-Two kinds of invocation reach this one function:
+The same code runs as two functions with different permissions:
 
-- **HTTP** (from API Gateway): the Slack signature is checked on the raw body (base64-decoded when API Gateway says
-  so) with the signing secret from Secrets Manager and a 5-minute window, before anything is parsed; a bad or stale
-  request gets 401. `help`, usage errors and refusals are answered directly. Everything that touches EC2 is
-  acknowledged at once with an ephemeral message and handed to an asynchronous invocation of this same function
-  (`InvocationType=Event`), the lazy-listener pattern of Bolt for Python.
-- **Lazy** (`{"mlbase_chatops": {...}}`, from the step above): runs the command against EC2, answers the caller on
-  the command's `response_url`, and for start/stop/keep posts the outcome to the workbench channel.
+- **The bot** (HTTP, from API Gateway): the Slack signature is checked on the raw body (base64-decoded when API
+  Gateway says so) with the signing secret from Secrets Manager and a 5-minute window, before anything is parsed;
+  then the signature is recorded with a conditional put, so a replay of the same signed request gets 401 too.
+  `help`, usage errors and refusals are answered directly. Everything that touches EC2 is acknowledged at once with
+  an ephemeral message and handed to an asynchronous invocation of the job function (`InvocationType=Event`), the
+  lazy-listener pattern of Bolt for Python. The bot itself has no EC2 permissions.
+- **The job function** (`{"mlbase_chatops": {...}}`): the payload is the signed Slack request itself (body,
+  timestamp, signature), never a decoded command, and it is verified again here (signature, a window that allows
+  for Lambda's queue, once only), so a direct invocation with a made-up user or command is refused. It runs the
+  command against EC2, answers the caller on the request's `response_url`, and for start/stop/keep posts the outcome
+  to the workbench channel. An unexpected failure is told to the caller and then raised: the function makes no
+  retries, and Lambda sends the job to its on-failure destination (a queue with an alarm).
 
 Every command is logged with the Slack user, the command and the result. Decisions live in
 :mod:`lambdas.chatops.logic`.
 
 Environment variables:
     MLBASE_SIGNING_SECRET_ARN       required; Secrets Manager secret whose string is the Slack app's signing secret
+    MLBASE_SEEN_TABLE               required; DynamoDB table of seen signatures (key `key`, TTL attribute `expires_at`)
+    MLBASE_JOBS_FUNCTION            the bot only: the job function's ARN
     MLBASE_ROSTER                   JSON list of {"name", "slack_user_id", "instance_type"}: who owns which instance
     MLBASE_ADMIN_SLACK_IDS          comma-separated Slack user IDs allowed to act on any instance
     MLBASE_FALLBACK_INSTANCE_TYPES  JSON {"g5.xlarge": ["g4dn.xlarge"]}: types to try on InsufficientInstanceCapacity;
@@ -24,9 +31,10 @@ Environment variables:
     MLBASE_SLACK_API_BASE           optional Slack Web API base URL (a local Slack double in tests)
     MLBASE_ENDPOINT_URL             optional AWS endpoint override (a local AWS double in tests)
 
-IAM: secretsmanager:GetSecretValue on both secrets; lambda:InvokeFunction on itself; ec2:DescribeInstances;
-ec2:StartInstances, ec2:StopInstances, ec2:ModifyInstanceAttribute and ec2:CreateTags (key `keep-until`) on
-instances tagged `mlbase:managed=true`.
+IAM, bot: secretsmanager:GetSecretValue on the signing secret; dynamodb:PutItem on the table; lambda:InvokeFunction
+on the job function. Job function: secretsmanager:GetSecretValue on both secrets; dynamodb:PutItem on the table;
+ec2:DescribeInstances; ec2:StartInstances, ec2:StopInstances, ec2:ModifyInstanceAttribute and ec2:CreateTags (key
+`keep-until`) on instances tagged `mlbase:managed=true`.
 """
 
 from __future__ import annotations
@@ -48,14 +56,19 @@ from botocore.exceptions import ClientError
 
 from lambdas.chatops.logic import (
     ACTIONS,
+    JOB_MAX_AGE_SECONDS,
     USAGE,
     Command,
     CommandError,
+    Seen,
     Settings,
+    SignatureProblem,
     Verb,
     ack_text,
     candidate_types,
     check_signature,
+    failure_text,
+    forget_after,
     instance_details,
     instance_summary,
     keep_until,
@@ -63,6 +76,7 @@ from lambdas.chatops.logic import (
     parse_command,
     parse_settings,
     refusal,
+    seen_key,
 )
 from lambdas.common.aws import client
 from lambdas.common.slack import DEFAULT_API_BASE, SlackError, load_target, post_message, post_webhook
@@ -70,6 +84,7 @@ from lambdas.common.slack import DEFAULT_API_BASE, SlackError, load_target, post
 logger = Logger(service="chatops")
 
 LAZY_KEY = "mlbase_chatops"
+JOB_KEYS = ("body", "timestamp", "signature")
 CAPACITY_ERROR = "InsufficientInstanceCapacity"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
@@ -90,30 +105,27 @@ def signing_secret(secret_arn: str) -> str:
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if LAZY_KEY in event:
-        return run_lazy(event[LAZY_KEY])
-    return handle_http(event, context)
+        return run_job(event[LAZY_KEY])
+    return handle_http(event)
 
 
-def handle_http(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle_http(event: Mapping[str, Any]) -> dict[str, Any]:
     config = settings()
+    if not config.jobs_function:
+        raise ValueError("MLBASE_JOBS_FUNCTION must be set on the bot (the job function's ARN)")
     body = raw_body(event)
     if body is None:
         return _plain(400, "bad request body")
     headers = {str(key).lower(): str(value) for key, value in (event.get("headers") or {}).items()}
-    problem = check_signature(
-        signing_secret(config.signing_secret_arn),
-        headers.get("x-slack-request-timestamp"),
-        headers.get("x-slack-signature"),
-        body,
-        time.time(),
-    )
+    timestamp, signature = headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
+    problem = check_signature(signing_secret(config.signing_secret_arn), timestamp, signature, body, time.time())
+    if problem is None and timestamp and signature and not first_sighting(config, Seen.REQUEST, signature, timestamp):
+        problem = SignatureProblem.REPLAYED
     if problem is not None:
         logger.warning("request refused", extra={"reason": problem.value, "source_ip": _source_ip(event)})
         return _plain(401, "invalid request")
 
-    form = {
-        key: values[0] for key, values in urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True).items()
-    }
+    form = _form(body)
     if form.get("ssl_check") == "1":
         return _plain(200, "")
     caller = form.get("user_id", "")
@@ -129,15 +141,11 @@ def handle_http(event: Mapping[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("command refused", extra={"slack_user": caller, "command": str(command), "result": "not owner"})
         return ephemeral(refusal(caller, command, config))
 
-    job = {
-        "command": command.to_json(),
-        "user_id": caller,
-        "channel_id": form.get("channel_id"),
-        "response_url": form.get("response_url"),
-    }
+    # The job carries the signed request itself: the job function believes nothing it cannot verify.
+    job = {"body": body.decode("utf-8"), "timestamp": timestamp, "signature": signature}
     try:
         client("lambda").invoke(
-            FunctionName=context.invoked_function_arn,
+            FunctionName=config.jobs_function,
             InvocationType="Event",
             Payload=json.dumps({LAZY_KEY: job}).encode(),
         )
@@ -146,6 +154,22 @@ def handle_http(event: Mapping[str, Any], context: LambdaContext) -> dict[str, A
         return ephemeral(f"Sorry, `/gpu {command}` could not be queued just now; nothing was done. Try again.")
     logger.info("command accepted", extra={"slack_user": caller, "command": str(command)})
     return ephemeral(ack_text(command))
+
+
+def first_sighting(config: Settings, kind: Seen, signature: str, timestamp: str) -> bool:
+    """Record `signature`; False when it was already recorded (a replay). Only one of two racing puts succeeds."""
+    try:
+        client("dynamodb").put_item(
+            TableName=config.seen_table,
+            Item={"key": {"S": seen_key(kind, signature)}, "expires_at": {"N": str(forget_after(timestamp, kind))}},
+            ConditionExpression="attribute_not_exists(#key)",
+            ExpressionAttributeNames={"#key": "key"},
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def raw_body(event: Mapping[str, Any]) -> bytes | None:
@@ -159,24 +183,43 @@ def raw_body(event: Mapping[str, Any]) -> bytes | None:
         return None
 
 
-def run_lazy(job: Mapping[str, Any]) -> dict[str, Any]:
-    """Do the slow part and tell the caller (and, for actions, the channel) what happened."""
+def run_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Verify the signed request the job carries, do the slow part, tell the caller (and, for actions, the channel)."""
     config = settings()
-    command = Command.from_json(job["command"])
-    caller = str(job["user_id"])
-    # Checked again here: this path must be safe even if something other than handle_http invokes it.
+    body, timestamp, signature = (job.get(key) if isinstance(job, Mapping) else None for key in JOB_KEYS)
+    if not (isinstance(body, str) and isinstance(timestamp, str) and isinstance(signature, str)):
+        return _refuse_job("not a signed Slack request", None)
+    problem = check_signature(
+        signing_secret(config.signing_secret_arn),
+        timestamp,
+        signature,
+        body.encode("utf-8"),
+        time.time(),
+        max_age=JOB_MAX_AGE_SECONDS,
+    )
+    if problem is None and not first_sighting(config, Seen.JOB, signature, timestamp):
+        problem = SignatureProblem.REPLAYED
+    if problem is not None:
+        return _refuse_job(problem.value, None)
+    form = _form(body.encode("utf-8"))
+    caller = form.get("user_id", "")
+    try:
+        command = parse_command(form.get("text", ""), caller, config.roster, config.keep_max_hours)
+    except CommandError as error:
+        return _refuse_job(f"bad command: {error}", caller)
+    response_url = form.get("response_url")
+    # Checked again here: the roster or the admins may have changed since the bot accepted the request.
     if not may_run(caller, command, config):
         text, ok = refusal(caller, command, config), False
     else:
-        text, ok = execute(command, config)
-    logger.info("command done", extra={"slack_user": caller, "command": str(command), "ok": ok, "result": text})
-
-    response_url = job.get("response_url")
-    if response_url:
         try:
-            post_webhook(str(response_url), {"response_type": "ephemeral", "text": text})
-        except SlackError:
-            logger.exception("response_url post failed", extra={"slack_user": caller})
+            text, ok = execute(command, config)
+        except Exception:
+            logger.exception("command failed", extra={"slack_user": caller, "command": str(command)})
+            _answer(response_url, failure_text(str(command)), caller)
+            raise
+    logger.info("command done", extra={"slack_user": caller, "command": str(command), "ok": ok, "result": text})
+    _answer(response_url, text, caller)
     if command.verb in ACTIONS and config.slack_secret_arn:
         post_message(
             load_target(config.slack_secret_arn),
@@ -184,6 +227,27 @@ def run_lazy(job: Mapping[str, Any]) -> dict[str, Any]:
             api_base=config.slack_api_base or DEFAULT_API_BASE,
         )
     return {"ok": ok, "text": text}
+
+
+def _refuse_job(reason: str, caller: str | None) -> dict[str, Any]:
+    """Nothing is run or posted for a job that fails verification: its response_url is not to be trusted either."""
+    logger.warning("job refused", extra={"reason": reason, "slack_user": caller})
+    return {"ok": False, "refused": reason}
+
+
+def _answer(response_url: str | None, text: str, caller: str) -> None:
+    if not response_url:
+        return
+    try:
+        post_webhook(response_url, {"response_type": "ephemeral", "text": text})
+    except SlackError:
+        logger.exception("response_url post failed", extra={"slack_user": caller})
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return {
+        key: values[0] for key, values in urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True).items()
+    }
 
 
 def execute(command: Command, config: Settings) -> tuple[str, bool]:

@@ -11,6 +11,13 @@ Scenarios:
    runs in an asynchronous invocation, which posts the result.
 6. Given `start` refused for lack of capacity, the next instance type in the fallback list is tried (the instance is
    stopped, so its type can change); when none is left or none is configured, the message says so plainly.
+7. Given a request whose signature was already seen (a replay inside the 5-minute window), it is refused (401):
+   the first sighting of each signature is recorded with a conditional put, and only the first one wins.
+8. Given a job (the asynchronous invocation) that does not carry a Slack-signed request fresher than
+   `JOB_MAX_AGE_SECONDS`, or one whose request already ran, it is refused and nothing is done or posted: the job
+   function trusts only what Slack signed, so invoking it directly with a made-up user or command gets nowhere.
+9. Given a job that fails unexpectedly, the caller is told in Slack, and the failure is raised so that Lambda sends
+   the job to its on-failure destination (a queue with an alarm).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from lambdas.common.roster import RosterEntry, parse_roster
 
 SIGNATURE_VERSION: Final = "v0"
 MAX_CLOCK_SKEW_SECONDS: Final = 5 * 60
+# A job may wait in Lambda's asynchronous queue (at most 10 minutes, the job function's maximum event age) after
+# the request's own 5-minute window.
+JOB_MAX_AGE_SECONDS: Final = MAX_CLOCK_SKEW_SECONDS + 10 * 60
 KEEP_UNTIL_TAG: Final = "keep-until"
 
 USAGE: Final = "\n".join(
@@ -61,6 +71,14 @@ class SignatureProblem(StrEnum):
     MISSING = "missing signature headers"
     STALE = "stale or future timestamp"
     FORGED = "signature mismatch"
+    REPLAYED = "signature already seen"
+
+
+class Seen(StrEnum):
+    """What a recorded signature stood for; a request and the job it started are recorded apart."""
+
+    REQUEST = "request"
+    JOB = "job"
 
 
 class CommandError(ValueError):
@@ -78,6 +96,8 @@ class Settings:
     slack_secret_arn: str | None = None
     slack_api_base: str | None = None
     keep_max_hours: float = 168.0
+    seen_table: str = ""
+    jobs_function: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         raise ValueError(f"MLBASE_KEEP_MAX_HOURS must be a number, got {raw_keep!r}") from None
     if not 1 <= keep_max <= 24 * 90:
         raise ValueError(f"MLBASE_KEEP_MAX_HOURS must be between 1 and 2160, got {raw_keep!r}")
+    seen_table = env.get("MLBASE_SEEN_TABLE", "")
+    if not seen_table:
+        raise ValueError("MLBASE_SEEN_TABLE must be set (DynamoDB table of seen request signatures)")
     return Settings(
         signing_secret_arn=signing,
         roster=parse_roster(env.get("MLBASE_ROSTER", "[]")),
@@ -119,6 +142,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         slack_secret_arn=env.get("MLBASE_SLACK_SECRET_ARN") or None,
         slack_api_base=env.get("MLBASE_SLACK_API_BASE") or None,
         keep_max_hours=keep_max,
+        seen_table=seen_table,
+        jobs_function=env.get("MLBASE_JOBS_FUNCTION") or None,
     )
 
 
@@ -145,21 +170,43 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def check_signature(
-    secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float
+    secret: str,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    now: float,
+    max_age: int = MAX_CLOCK_SKEW_SECONDS,
 ) -> SignatureProblem | None:
-    """None when the request is Slack's and fresh; otherwise what is wrong (scenarios 1 and 2)."""
+    """None when the request is Slack's and fresh; otherwise what is wrong (scenarios 1, 2 and 8)."""
     if not timestamp or not signature:
         return SignatureProblem.MISSING
     try:
         sent = int(timestamp)
     except ValueError:
         return SignatureProblem.MISSING
-    if abs(now - sent) > MAX_CLOCK_SKEW_SECONDS:
+    if now - sent > max_age or sent - now > MAX_CLOCK_SKEW_SECONDS:
         return SignatureProblem.STALE
     # Constant-time comparison: a byte-by-byte compare would leak how much of a forged signature was right.
     if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode()):
         return SignatureProblem.FORGED
     return None
+
+
+def seen_key(kind: Seen, signature: str) -> str:
+    return f"{kind.value}#{signature}"
+
+
+def forget_after(timestamp: str, kind: Seen) -> int:
+    """Epoch seconds after which a recorded signature may expire: by then its timestamp is refused anyway."""
+    window = JOB_MAX_AGE_SECONDS if kind is Seen.JOB else MAX_CLOCK_SKEW_SECONDS
+    return int(timestamp) + window + 60
+
+
+def failure_text(command: str) -> str:
+    return (
+        f"Sorry, `/gpu {command}` failed unexpectedly; it may be half done. The platform team has been alerted;"
+        " check with `/gpu status` before trying again."
+    )
 
 
 def parse_command(text: str, caller: str, roster: Mapping[str, RosterEntry], keep_max_hours: float) -> Command:

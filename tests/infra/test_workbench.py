@@ -94,6 +94,26 @@ def env_of(t: dict[str, Any], handler: str) -> dict[str, str]:
     return env
 
 
+def function(t: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (lid, r["Properties"]) for lid, r in resources_of(t, "AWS::Lambda::Function").items()
+        if r["Properties"].get("FunctionName") == name
+    ]  # fmt: skip
+    return found
+
+
+def statements_of(t: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    role = function(t, name)[1]["Role"]["Fn::GetAtt"][0]
+    return [
+        s for p in resources_of(t, "AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": role}]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]  # fmt: skip
+
+
+def actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
 def test_idle_monitor_settings_come_from_config(t: dict[str, Any]) -> None:
     env = env_of(t, "lambdas.idle_monitor.handler.handler")
     assert json.loads(env["MLBASE_ROSTER"]) == [
@@ -105,24 +125,86 @@ def test_idle_monitor_settings_come_from_config(t: dict[str, Any]) -> None:
     assert env["MLBASE_GPU_IDLE_PERCENT"] == "5"
 
 
-def test_bot_gets_admins_fallbacks_and_secrets_by_reference(t: dict[str, Any]) -> None:
-    env = env_of(t, "lambdas.chatops.handler.handler")
-    assert env["MLBASE_ADMIN_SLACK_IDS"] == "U01PLATFRM"
-    assert json.loads(env["MLBASE_FALLBACK_INSTANCE_TYPES"]) == {"g5.xlarge": ["g6.xlarge", "g4dn.xlarge"]}
-    assert "mlbase/slack-signing" in json.dumps(env["MLBASE_SIGNING_SECRET_ARN"])
+def test_bot_and_jobs_get_admins_fallbacks_and_secrets_by_reference(t: dict[str, Any]) -> None:
+    for name in ("mlbase-gpu-bot", "mlbase-gpu-jobs"):
+        env = function(t, name)[1]["Environment"]["Variables"]
+        assert env["MLBASE_ADMIN_SLACK_IDS"] == "U01PLATFRM"
+        assert json.loads(env["MLBASE_FALLBACK_INSTANCE_TYPES"]) == {"g5.xlarge": ["g6.xlarge", "g4dn.xlarge"]}
+        assert "mlbase/slack-signing" in json.dumps(env["MLBASE_SIGNING_SECRET_ARN"])
     assert "xox" not in json.dumps(t)
 
 
-def test_bot_may_only_touch_managed_instances(t: dict[str, Any]) -> None:
+def test_only_the_jobs_function_may_touch_managed_instances(t: dict[str, Any]) -> None:
+    jobs = statements_of(t, "mlbase-gpu-jobs")
+    start = next(s for s in jobs if "ec2:StartInstances" in s["Action"])
+    assert start["Condition"] == {"StringEquals": {"aws:ResourceTag/mlbase:managed": "true"}}
     statements = [
         s for p in resources_of(t, "AWS::IAM::Policy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
-    start = next(s for s in statements if "ec2:StartInstances" in s["Action"])
-    assert start["Condition"] == {"StringEquals": {"aws:ResourceTag/mlbase:managed": "true"}}
-    stop_everywhere = [s for s in statements if "ec2:StopInstances" in s["Action"]]
-    assert all("Condition" in s for s in stop_everywhere)
+    assert all("Condition" in s for s in statements if "ec2:StopInstances" in s["Action"])
+    # The HTTP function answers Slack and hands on; it cannot act on EC2 or post to the channel.
+    assert not any(a.startswith("ec2:") for a in actions(statements_of(t, "mlbase-gpu-bot")))
+
+
+def test_bot_hands_jobs_to_the_jobs_function_only(t: dict[str, Any]) -> None:
+    jobs_id, _ = function(t, "mlbase-gpu-jobs")
+    env = function(t, "mlbase-gpu-bot")[1]["Environment"]["Variables"]
+    assert env["MLBASE_JOBS_FUNCTION"] == {"Fn::GetAtt": [jobs_id, "Arn"]}
+    invoke = [s for s in statements_of(t, "mlbase-gpu-bot") if "lambda:InvokeFunction" in s["Action"]]
+    resources = [r for s in invoke for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+    assert {"Fn::GetAtt": [jobs_id, "Arn"]} in resources
+    assert all(jobs_id in json.dumps(r) for r in resources)  # no invoke of anything else, itself included
+
+
+def test_seen_signatures_table(t: dict[str, Any]) -> None:
+    ((table_id, table),) = resources_of(t, "AWS::DynamoDB::Table").items()
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [{"AttributeName": "key", "KeyType": "HASH"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    for name in ("mlbase-gpu-bot", "mlbase-gpu-jobs"):
+        env = function(t, name)[1]["Environment"]["Variables"]
+        assert env["MLBASE_SEEN_TABLE"] == {"Ref": table_id}
+        put = [s for s in statements_of(t, name) if "dynamodb:PutItem" in s["Action"]]
+        assert put
+        assert all(
+            json.dumps(s["Resource"]).count("Fn::GetAtt") == json.dumps(s["Resource"]).count(table_id) for s in put
+        )
+
+
+def test_failed_jobs_land_in_a_queue_with_an_alarm(t: dict[str, Any]) -> None:
+    jobs_id, _ = function(t, "mlbase-gpu-jobs")
+    (config,) = [
+        r["Properties"] for r in resources_of(t, "AWS::Lambda::EventInvokeConfig").values()
+        if r["Properties"]["FunctionName"] == {"Ref": jobs_id}
+    ]  # fmt: skip
+    assert config["MaximumRetryAttempts"] == 0
+    queue = config["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert resources_of(t, "AWS::SQS::Queue")[queue]["Properties"]["SqsManagedSseEnabled"] is True
+    (alarm,) = [
+        r["Properties"] for r in resources_of(t, "AWS::CloudWatch::Alarm").values()
+        if r["Properties"].get("Dimensions") == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    ]  # fmt: skip
+    assert alarm["MetricName"] == "NumberOfMessagesSent"
+    assert "Ref" in json.dumps(alarm["AlarmActions"]) or "ImportValue" in json.dumps(alarm["AlarmActions"])
 
 
 def test_bot_route_is_the_slash_command(t: dict[str, Any]) -> None:
     routes = [r["Properties"]["RouteKey"] for r in resources_of(t, "AWS::ApiGatewayV2::Route").values()]
     assert routes == ["POST /slack/commands"]
+
+
+def test_bot_stage_is_throttled_and_logged_with_the_logs_key(t: dict[str, Any]) -> None:
+    (stage,) = [r["Properties"] for r in resources_of(t, "AWS::ApiGatewayV2::Stage").values()]
+    assert stage["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 20, "ThrottlingRateLimit": 10}
+    group_id = stage["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    group = resources_of(t, "AWS::Logs::LogGroup")[group_id]["Properties"]
+    key_id = group["KmsKeyId"]["Fn::GetAtt"][0]
+    key = resources_of(t, "AWS::KMS::Key")[key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    assert "logs.ap-northeast-1.amazonaws.com" in json.dumps(key["KeyPolicy"])
+    log_format = json.loads(stage["AccessLogSettings"]["Format"])
+    assert log_format["ip"] == "$context.identity.sourceIp"
+    assert log_format["status"] == "$context.status"

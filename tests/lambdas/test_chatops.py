@@ -1,8 +1,9 @@
 """The `/gpu` Slack bot: signature checks, parsing and permissions, then every command end to end.
 
-End to end means: a signed HTTP API event into the handler, the asynchronous self-invocation it makes captured on
-its way to moto's Lambda (run without Docker), that payload fed back into the handler as Lambda would, and the
-replies read from the local Slack server. Capacity errors are injected with a botocore `before-call` hook on the
+End to end means: a signed HTTP API event into the handler (the bot), the asynchronous invocation of the job function
+it makes captured on its way to moto's Lambda (run without Docker), that payload fed back into the handler as Lambda
+would run the job function, and the replies read from the local Slack server. Seen signatures live in a DynamoDB
+table in moto. Capacity errors are injected with a botocore `before-call` hook on the
 handler's own EC2 client (moto never runs out of capacity): the hook answers StartInstances with the error AWS sends.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import itertools
 import json
 import time
 import urllib.parse
@@ -27,6 +29,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from lambdas.chatops import handler as bot
 from lambdas.chatops.logic import (
+    JOB_MAX_AGE_SECONDS,
     USAGE,
     Command,
     CommandError,
@@ -52,6 +55,8 @@ ROSTER_ITEMS = [
 ]
 ROSTER = {item["name"]: RosterEntry(**item) for item in ROSTER_ITEMS}
 SETTINGS = Settings(signing_secret_arn="arn", roster=ROSTER, admins=frozenset({"UADMIN"}), fallback_types={})
+JOBS_FUNCTION = "gpu-jobs"
+TRIGGERS = itertools.count(1)  # Slack gives every slash command its own trigger_id, so no two bodies are alike
 
 
 # ---------------------------------------------------------------- signature
@@ -167,6 +172,7 @@ def test_candidate_types() -> None:
     ("env", "message"),
     [
         ({}, "MLBASE_SIGNING_SECRET_ARN must be set"),
+        ({"MLBASE_SEEN_TABLE": ""}, "MLBASE_SEEN_TABLE must be set"),
         ({"MLBASE_FALLBACK_INSTANCE_TYPES": "[]"}, "MLBASE_FALLBACK_INSTANCE_TYPES must be a JSON object"),
         ({"MLBASE_FALLBACK_INSTANCE_TYPES": '{"g5.xlarge": "g4dn"}'}, "must be a list of instance types"),
         ({"MLBASE_ROSTER": '[{"name": "a", "slack_user_id": "U"}]'}, r"MLBASE_ROSTER\[0\] needs non-empty strings"),
@@ -174,7 +180,7 @@ def test_candidate_types() -> None:
     ],
 )
 def test_bad_environment_is_refused(env: dict[str, str], message: str) -> None:
-    base = {"MLBASE_SIGNING_SECRET_ARN": "arn:x"} if env else {}
+    base = {"MLBASE_SIGNING_SECRET_ARN": "arn:x", "MLBASE_SEEN_TABLE": "seen"} if env else {}
     with pytest.raises(ValueError, match=message):
         parse_settings(base | env)
 
@@ -183,6 +189,7 @@ def test_settings_parse_admins_and_fallbacks() -> None:
     parsed = parse_settings(
         {
             "MLBASE_SIGNING_SECRET_ARN": "arn:x",
+            "MLBASE_SEEN_TABLE": "seen",
             "MLBASE_ADMIN_SLACK_IDS": " UADMIN, UOPS ,",
             "MLBASE_FALLBACK_INSTANCE_TYPES": '{"g5.xlarge": ["g4dn.xlarge"]}',
             "MLBASE_ROSTER": json.dumps(ROSTER_ITEMS),
@@ -212,7 +219,7 @@ class Bot:
             "command": "/gpu",
             "text": text,
             "response_url": f"{self.slack.url}/commands/T1/response",
-            "trigger_id": "1.2.3",
+            "trigger_id": f"1.2.{next(TRIGGERS)}",
         }
         body = urllib.parse.urlencode(form).encode()
         timestamp = str(int(time.time()) - age)
@@ -242,10 +249,22 @@ class Bot:
         assert ack["response_type"] == "ephemeral"
         [invocation] = self.invocations
         self.invocations.clear()
-        assert invocation["FunctionName"] == self.context.invoked_function_arn
+        assert invocation["FunctionName"] == JOBS_FUNCTION
         assert invocation["InvocationType"] == "Event"
         result: dict[str, Any] = bot.handler(json.loads(invocation["Payload"]), self.context)
         return ack["text"], result
+
+    def job(self, text: str, user: str, *, age: int = 0, secret: str = SIGNING_SECRET) -> dict[str, Any]:
+        """A job payload as the bot would make it, signed (or not) as Slack would."""
+        event = self.event(text, user, age=age, secret=secret)
+        headers = event["headers"]
+        return {
+            "mlbase_chatops": {
+                "body": event["body"],
+                "timestamp": headers["x-slack-request-timestamp"],
+                "signature": headers["x-slack-signature"],
+            }
+        }
 
     def replies(self) -> list[str]:
         return [r.json()["text"] for r in self.slack.requests if r.path == "/commands/T1/response"]
@@ -274,6 +293,14 @@ def chatops(
     monkeypatch.setenv("MLBASE_ROSTER", json.dumps(ROSTER_ITEMS))
     monkeypatch.setenv("MLBASE_ADMIN_SLACK_IDS", "UADMIN")
     monkeypatch.setenv("MLBASE_FALLBACK_INSTANCE_TYPES", json.dumps({"g5.xlarge": ["g4dn.xlarge"]}))
+    monkeypatch.setenv("MLBASE_JOBS_FUNCTION", JOBS_FUNCTION)
+    table = client("dynamodb", aws).create_table(
+        TableName="seen-signatures",
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )["TableDescription"]["TableName"]
+    monkeypatch.setenv("MLBASE_SEEN_TABLE", table)
     bot.settings.cache_clear()
     bot.signing_secret.cache_clear()
 
@@ -284,7 +311,7 @@ def chatops(
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("index.py", "def handler(event, context):\n    return None\n")
     client("lambda", aws).create_function(
-        FunctionName=lambda_context.function_name,
+        FunctionName=JOBS_FUNCTION,
         Runtime="python3.11",
         Role=role,
         Handler="index.handler",
@@ -416,12 +443,104 @@ def test_wrong_owner_gets_a_polite_refusal(chatops: Bot) -> None:
     assert described(chatops.endpoint, alice)["State"]["Name"] == "running"
 
 
-def test_lazy_path_checks_permission_again(chatops: Bot) -> None:
+def test_job_checks_permission_again(chatops: Bot) -> None:
     alice = workstation(chatops.endpoint, "alice", "g5.xlarge")
-    job = {"command": {"verb": "stop", "name": "alice", "hours": None}, "user_id": "UBOB", "response_url": None}
-    result = bot.handler({"mlbase_chatops": job}, chatops.context)
+    result = bot.handler(chatops.job("stop alice", "UBOB"), chatops.context)
     assert result["ok"] is False
+    assert result["text"].startswith("Sorry <@UBOB>, only the owner or an admin can stop")
     assert described(chatops.endpoint, alice)["State"]["Name"] == "running"
+
+
+def test_a_replayed_request_gets_401_and_does_nothing(chatops: Bot) -> None:
+    event = chatops.event("list", "UALICE")
+    assert bot.handler(event, chatops.context)["statusCode"] == 200
+    replay = bot.handler(json.loads(json.dumps(event)), chatops.context)
+    assert (replay["statusCode"], replay["body"]) == (401, "invalid request")
+    assert len(chatops.invocations) == 1  # only the first one was handed on
+
+
+def test_the_seen_signature_expires_after_its_window(chatops: Bot) -> None:
+    event = chatops.event("list", "UALICE")
+    bot.handler(event, chatops.context)
+    items = client("dynamodb", chatops.endpoint).scan(TableName="seen-signatures")["Items"]
+    [seen] = [i for i in items if i["key"]["S"].startswith("request#")]
+    signature = event["headers"]["x-slack-signature"]
+    assert seen["key"]["S"] == f"request#{signature}"
+    assert int(seen["expires_at"]["N"]) == int(event["headers"]["x-slack-request-timestamp"]) + 300 + 60
+
+
+# Jobs that must be refused when the job function is invoked directly: (id, payload maker, reason).
+FORGED_JOBS: list[tuple[str, Any, str]] = [
+    (
+        "decoded-command-with-an-admin-id",
+        lambda b: {"mlbase_chatops": {"command": {"verb": "stop", "name": "yuki"}, "user_id": "UADMIN"}},
+        "not a signed Slack request",
+    ),
+    ("signed-with-another-secret", lambda b: b.job("stop alice", "UADMIN", secret="guess"), "signature mismatch"),
+    (
+        "admin-id-swapped-into-a-signed-body",
+        lambda b: _edited(b.job("stop alice", "UBOB"), "user_id=UBOB", "user_id=UADMIN"),
+        "signature mismatch",
+    ),
+    (
+        "older-than-a-job-may-be",
+        lambda b: b.job("stop alice", "UADMIN", age=JOB_MAX_AGE_SECONDS + 5),
+        "stale or future timestamp",
+    ),
+    ("not-a-mapping", lambda b: {"mlbase_chatops": "stop alice"}, "not a signed Slack request"),
+]
+
+
+def _edited(job: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    job["mlbase_chatops"]["body"] = job["mlbase_chatops"]["body"].replace(old, new)
+    return job
+
+
+@pytest.mark.parametrize(("make", "reason"), [c[1:] for c in FORGED_JOBS], ids=[c[0] for c in FORGED_JOBS])
+def test_a_forged_job_is_refused_and_nothing_is_done(chatops: Bot, make: Any, reason: str) -> None:
+    alice = workstation(chatops.endpoint, "alice", "g5.xlarge")
+    result = bot.handler(make(chatops), chatops.context)
+    assert result == {"ok": False, "refused": reason}
+    assert described(chatops.endpoint, alice)["State"]["Name"] == "running"
+    assert chatops.slack.requests == []  # not even the job's response_url hears of it
+
+
+def test_a_job_runs_once_only(chatops: Bot) -> None:
+    alice = workstation(chatops.endpoint, "alice", "g5.xlarge")
+    job = chatops.job("stop alice", "UALICE")
+    assert bot.handler(job, chatops.context)["ok"] is True
+    client("ec2", chatops.endpoint).start_instances(InstanceIds=[alice])
+    assert bot.handler(job, chatops.context) == {"ok": False, "refused": "signature already seen"}
+    assert described(chatops.endpoint, alice)["State"]["Name"] in {"pending", "running"}
+
+
+def test_a_job_waiting_in_the_queue_is_still_accepted(chatops: Bot) -> None:
+    workstation(chatops.endpoint, "alice", "g5.xlarge")
+    result = bot.handler(chatops.job("status alice", "UALICE", age=9 * 60), chatops.context)
+    assert result["ok"] is True
+
+
+def test_a_failed_job_tells_the_user_and_is_raised_for_the_failure_queue(chatops: Bot) -> None:
+    workstation(chatops.endpoint, "alice", "g5.xlarge")
+
+    def broken(**_: Any) -> None:
+        raise RuntimeError("EC2 client blew up")
+
+    common_aws.client("ec2").meta.events.register("before-call.ec2.DescribeInstances", broken)
+    with pytest.raises(RuntimeError, match="EC2 client blew up"):
+        chatops.command("stop alice", "UALICE")
+    assert chatops.replies() == [
+        "Sorry, `/gpu stop alice` failed unexpectedly; it may be half done. The platform team has been alerted;"
+        " check with `/gpu status` before trying again."
+    ]
+    assert chatops.channel() == []
+
+
+def test_the_bot_needs_the_job_function(chatops: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLBASE_JOBS_FUNCTION")
+    bot.settings.cache_clear()
+    with pytest.raises(ValueError, match="MLBASE_JOBS_FUNCTION must be set on the bot"):
+        chatops.post("list", "UALICE")
 
 
 def test_list(chatops: Bot) -> None:
