@@ -180,7 +180,9 @@ class GpuQueueWorker(Construct):
             machine_image=ec2.MachineImage.from_ssm_parameter(spec.ami_ssm_parameter, os=ec2.OperatingSystemType.LINUX),
             instance_type=ec2.InstanceType(spec.instance_types[0]),
             require_imdsv2=True,
-            http_put_response_hop_limit=2,
+            # One hop: the host's own processes (ECS agent, CloudWatch agent) reach the metadata service, nothing
+            # behind a container's network namespace does. The tasks' credentials come from the ECS agent instead.
+            http_put_response_hop_limit=1,
             user_data=user_data,
             security_group=self.host_security_group,
             role=host_role,
@@ -247,8 +249,10 @@ class GpuQueueWorker(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": "CWAgent"}},
             )
         )
-        # GPU scheduling and spot draining are off by default on the ECS agent.
+        # GPU scheduling and spot draining are off by default on the ECS agent. ECS_AWSVPC_BLOCK_IMDS cuts awsvpc
+        # tasks off the instance metadata service, so a compromised decoder cannot take the host role's credentials.
         user_data.add_commands(
+            "echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config",
             "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config",
             "echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config",
             f"echo ECS_CONTAINER_STOP_TIMEOUT={int(spec.stop_timeout.to_seconds())}s >> /etc/ecs/ecs.config",
@@ -680,7 +684,8 @@ class GpuQueueWorker(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="Per-stage latency p90 (ms)",
-                left=[worker_metric("DownloadMsP90"), worker_metric("DecodeMsP90"), worker_metric("InferMsP90")],
+                # The workers publish every photo's value, so p90 here is the fleet's, not an average of tasks'.
+                left=[worker_metric(name, "p90") for name in ("DownloadMs", "DecodeMs", "InferMs")],
                 width=8,
             ),
         )

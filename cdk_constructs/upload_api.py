@@ -180,8 +180,14 @@ class PhotoApi(Construct):
             ),
         )
 
-    def grant_invoke(self, grantee: iam.IRole) -> None:
-        """Let the app backend call both routes with SigV4 (IAM auth mode)."""
+    def grant_invoke(self, grantee: iam.Role) -> None:
+        """Let the app backend call both routes with SigV4 (IAM auth mode) and name the end user in a header.
+
+        Both functions learn the role's unique ID: a signed call from any other principal gets 403, even one that
+        some broader policy allows `execute-api:Invoke`.
+        """
+        for function in (self.presign.function, self.results.function):
+            function.add_environment("MLBASE_BACKEND_ROLE_ID", grantee.role_id)
         grantee.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["execute-api:Invoke"],

@@ -1,4 +1,9 @@
-"""JSON logs and CloudWatch embedded-metric-format (EMF) lines, both on stdout for the awslogs driver."""
+"""JSON logs and CloudWatch embedded-metric-format (EMF) lines, both on stdout for the awslogs driver.
+
+Metrics carry raw values, not per-task summaries: every photo's download, decode and inference milliseconds go out
+as EMF value arrays (serialized by Powertools' EMF provider), so the percentiles CloudWatch computes over them are
+true across the whole fleet. A per-task P90 averaged over tasks would not be a percentile of anything.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import threading
 import time
 from collections import Counter
 from typing import IO, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -44,13 +52,14 @@ def configure_logging(service: str, level: str = "INFO", stream: IO[str] | None 
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+# EMF allows 100 values per metric in one document; Powertools publishes on its own (to stdout) on reaching 100, so
+# each document is filled to one less and written here, where tests and the log driver read the same stream.
+_VALUES_PER_DOCUMENT = 99
+_STAGES = ("DownloadMs", "DecodeMs", "InferMs")
 
 
 class Metrics:
-    """Aggregates per-batch figures and writes one EMF document per interval (not per batch, to bound log volume)."""
+    """Collects per-photo and per-batch values and writes EMF documents once per interval (bounding log volume)."""
 
     def __init__(self, namespace: str, worker: str, interval_s: float = 10.0, stream: IO[str] | None = None) -> None:
         self.namespace = namespace
@@ -63,8 +72,8 @@ class Metrics:
     def _reset(self) -> None:
         self._started = time.monotonic()
         self._images = 0
-        self._batches: list[int] = []
-        self._stages: dict[str, list[float]] = {"DownloadMs": [], "DecodeMs": [], "InferMs": []}
+        self._batches: list[float] = []
+        self._stages: dict[str, list[float]] = {name: [] for name in _STAGES}
         self._errors: Counter[str] = Counter()
 
     def record_batch(self, size: int, infer_ms: float) -> None:
@@ -95,54 +104,31 @@ class Metrics:
                 self._write(elapsed)
             self._reset()
 
+    def _provider(self, **dimensions: str) -> AmazonCloudWatchEMFProvider:
+        # One provider per document: no state shared with any other (Powertools' `Metrics` shares a class-wide set).
+        return AmazonCloudWatchEMFProvider(
+            namespace=self.namespace, default_dimensions={"Worker": self.worker, **dimensions}
+        )
+
     def _write(self, elapsed: float) -> None:
-        now = int(time.time() * 1000)
-        values: dict[str, float] = {
-            "Images": self._images,
-            "ImagesPerSecond": round(self._images / max(elapsed, 1e-3), 2),
+        series: dict[str, tuple[MetricUnit, list[float]]] = {
+            "Images": (MetricUnit.Count, [float(self._images)]),
+            "ImagesPerSecond": (MetricUnit.CountPerSecond, [round(self._images / max(elapsed, 1e-3), 2)]),
+            "BatchSize": (MetricUnit.Count, self._batches),
+            **{name: (MetricUnit.Milliseconds, [round(v, 2) for v in self._stages[name]]) for name in _STAGES},
         }
-        units = {"Images": "Count", "ImagesPerSecond": "Count/Second", "BatchSize": "Count"}
-        if self._batches:
-            values["BatchSize"] = round(sum(self._batches) / len(self._batches), 2)
-        for name, samples in self._stages.items():
-            if samples:
-                values[f"{name}P50"] = round(_percentile(samples, 0.5), 2)
-                values[f"{name}P90"] = round(_percentile(samples, 0.9), 2)
-                units[f"{name}P50"] = units[f"{name}P90"] = "Milliseconds"
-        doc: dict[str, Any] = {
-            "_aws": {
-                "Timestamp": now,
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": self.namespace,
-                        "Dimensions": [["Worker"]],
-                        "Metrics": [{"Name": k, "Unit": units[k]} for k in values],
-                    }
-                ],
-            },
-            "Worker": self.worker,
-            **values,
-        }
-        lines = [json.dumps(doc)]
+        documents: list[dict[str, Any]] = []
+        longest = max(len(values) for _, values in series.values())
+        for start in range(0, max(longest, 1), _VALUES_PER_DOCUMENT):
+            provider = self._provider()
+            for name, (unit, values) in series.items():
+                for value in values[start : start + _VALUES_PER_DOCUMENT]:
+                    provider.add_metric(name=name, unit=unit, value=value)
+            if provider.metric_set:
+                documents.append(dict(provider.serialize_metric_set()))
         for kind, count in sorted(self._errors.items()):
-            lines.append(
-                json.dumps(
-                    {
-                        "_aws": {
-                            "Timestamp": now,
-                            "CloudWatchMetrics": [
-                                {
-                                    "Namespace": self.namespace,
-                                    "Dimensions": [["Worker", "ErrorKind"]],
-                                    "Metrics": [{"Name": "Errors", "Unit": "Count"}],
-                                }
-                            ],
-                        },
-                        "Worker": self.worker,
-                        "ErrorKind": kind,
-                        "Errors": count,
-                    }
-                )
-            )
-        self.stream.write("\n".join(lines) + "\n")
+            provider = self._provider(ErrorKind=kind)
+            provider.add_metric(name="Errors", unit=MetricUnit.Count, value=count)
+            documents.append(dict(provider.serialize_metric_set()))
+        self.stream.write("".join(json.dumps(d, separators=(",", ":")) + "\n" for d in documents))
         self.stream.flush()

@@ -243,3 +243,30 @@ def test_gpu_hosts_publish_gpu_utilization_for_the_dashboard(t: dict[str, Any]) 
                   "GPU utilization (%)"):  # fmt: skip
         assert title in dashboard
     assert "nvidia_smi_utilization_gpu" in dashboard
+
+
+def test_tasks_cannot_reach_the_instance_metadata_service(t: dict[str, Any]) -> None:
+    data = one(t, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    # One hop: a token answer never travels past the host into a container's network namespace.
+    assert data["MetadataOptions"] == {"HttpPutResponseHopLimit": 1, "HttpTokens": "required"}
+    # And the ECS agent drops awsvpc tasks' traffic to 169.254.169.254 outright (IMDSv2 or not).
+    assert "echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config" in json.dumps(data["UserData"])
+    assert one(t, "AWS::ECS::TaskDefinition")["NetworkMode"] == "awsvpc"  # the mode the agent setting covers
+
+
+def test_only_the_app_backend_role_may_name_a_user(t: dict[str, Any]) -> None:
+    (backend_id,) = (
+        rid
+        for rid, r in resources_of(t, "AWS::IAM::Role").items()
+        if r["Properties"].get("Description", "").startswith("Assumed by the app backend")
+    )
+    functions = {
+        r["Properties"]["Description"]: r["Properties"]["Environment"]["Variables"]
+        for r in resources_of(t, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Description", "").startswith(("Issues pre-signed", "Returns a photo"))
+    }
+    assert len(functions) == 2
+    for variables in functions.values():
+        assert variables["MLBASE_AUTH_MODE"] == "iam"
+        # The role's unique ID (AROA...), which the handlers compare with the signed caller's.
+        assert variables["MLBASE_BACKEND_ROLE_ID"] == {"Fn::GetAtt": [backend_id, "RoleId"]}

@@ -41,9 +41,10 @@ def test_classifies_uploads_writes_results_publishes_and_deletes(stack: Stack, d
     assert stack.drain(stack.dlq_url) == []
     emf = [m for m in outcome.metrics_lines if "ImagesPerSecond" in m]
     assert emf
-    assert emf[0]["Images"] == 2
+    assert emf[0]["Images"] == [2.0]
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "mlbase/worker"
-    assert {"DownloadMsP50", "DecodeMsP50", "InferMsP50", "BatchSize"} <= set(emf[0])
+    assert len(emf[0]["DownloadMs"]) == len(emf[0]["DecodeMs"]) == 2  # one raw value per photo
+    assert {"InferMs", "BatchSize"} <= set(emf[0])
 
 
 def test_redelivered_message_writes_and_publishes_once(stack: Stack, demo_model: TrainResult) -> None:

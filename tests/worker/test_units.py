@@ -131,14 +131,33 @@ def test_emf_document_and_error_kinds() -> None:
     definition = main["_aws"]["CloudWatchMetrics"][0]
     assert definition["Namespace"] == "ns"
     assert definition["Dimensions"] == [["Worker"]]
-    assert {m["Name"] for m in definition["Metrics"]} >= {
-        "ImagesPerSecond",
-        "DownloadMsP50",
-        "DecodeMsP90",
-        "BatchSize",
+    units = {m["Name"]: m["Unit"] for m in definition["Metrics"]}
+    assert units == {
+        "Images": "Count",
+        "ImagesPerSecond": "Count/Second",
+        "BatchSize": "Count",
+        "DownloadMs": "Milliseconds",
+        "DecodeMs": "Milliseconds",
+        "InferMs": "Milliseconds",
     }
-    assert (main["Worker"], main["Images"], main["DecodeMsP50"]) == ("w1", 2, 30.0)
-    assert (error["ErrorKind"], error["Errors"]) == ("truncated_image", 1)
+    # Raw values, one per photo (or batch), so CloudWatch's percentiles hold across tasks.
+    assert (main["Worker"], main["Images"], main["DownloadMs"], main["DecodeMs"]) == ("w1", [2.0], [12.0, 10.0], [30.0])
+    assert (main["BatchSize"], main["InferMs"]) == ([1.0], [5.0])
+    assert (error["ErrorKind"], error["Errors"]) == ("truncated_image", [1.0])
+    assert error["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Worker", "ErrorKind"]]
+
+
+def test_emf_documents_hold_at_most_100_values_per_metric_and_lose_none() -> None:
+    stream = io.StringIO()
+    metrics = Metrics("ns", "w1", stream=stream)
+    for i in range(250):
+        metrics.record_image(float(i), float(i) / 2, None)
+    metrics.flush(force=True)
+    documents = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(documents) == 3
+    assert all(len(d["DownloadMs"]) <= 100 for d in documents)  # the EMF limit per metric and document
+    assert [v for d in documents for v in d["DownloadMs"]] == [float(i) for i in range(250)]
+    assert [d.get("Images") for d in documents] == [[250.0], None, None]  # counted once
 
 
 def test_json_log_lines_carry_extra_fields() -> None:
@@ -203,8 +222,8 @@ def _pins(path: Path) -> dict[str, str]:
 
 def test_worker_image_installs_the_heic_decoder_the_tests_use_and_refuses_ghostscript() -> None:
     shipped, tested = _pins(REPO / "worker" / "requirements.txt"), _pins(REPO / "requirements-dev.txt")
-    assert shipped["pillow-heif"] == tested["pillow-heif"]
-    assert shipped["pillow"] == tested["pillow"]
+    for package in ("pillow-heif", "pillow", "aws-lambda-powertools"):
+        assert shipped[package] == tested[package], package
     # The build fails if Ghostscript is on the image's PATH (see the Dockerfile's install step).
     assert "&& ! command -v gs" in (REPO / "worker" / "Dockerfile").read_text()
 
