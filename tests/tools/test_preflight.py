@@ -19,6 +19,7 @@ import pytest
 
 from stacks.config import load_platform
 from tests.conftest import REGION, LoopbackHandler, loopback_server
+from tests.infra.conftest import synth_variant
 from tools.deploy_plan.assembly import read_assembly
 from tools.deploy_plan.plan import deploy_plan
 from tools.preflight import checks
@@ -129,7 +130,10 @@ def quotas(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dic
 
 
 def run(capsys: pytest.CaptureFixture[str], assembly: Path, profile: str, endpoint: str) -> tuple[int, list[str]]:
-    code = main(["--profile", profile, "--assembly", str(assembly), "--endpoint-url", endpoint])
+    """Preflight of `profile` against `endpoint`, with the config `assembly` was synthesized from."""
+    config = assembly.parent / "config" / "platform.yaml"
+    options = ["--config", str(config)] if config.is_file() else []
+    code = main(["--profile", profile, "--assembly", str(assembly), "--endpoint-url", endpoint, *options])
     return code, capsys.readouterr().out.splitlines()
 
 
@@ -261,6 +265,49 @@ def test_an_unbootstrapped_production_account_without_the_pinned_gpu_ami(
     # food-photo: 20 hosts at most, 1 + 25% of the other 19 on demand (6), the rest spot (14), 4 vCPUs each.
     assert "64 >= 24" in _line(lines, f"quota on-demand G and VT vCPUs ({G_ON_DEMAND})")
     assert "64 >= 56" in _line(lines, f"quota spot G and VT vCPUs ({G_SPOT})")
+
+
+@pytest.fixture(scope="module")
+def scps_on(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cloud assembly of the example config with `organization.manage_scps: true`."""
+    root = tmp_path_factory.mktemp("preflight-scps")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["organization"]["manage_scps"] = True
+
+    synth_variant(root, edit)
+    return root / "cdk.out"
+
+
+def test_scps_need_the_policy_type_and_the_research_account_in_the_organization(
+    profiles: dict[str, dict[str, str]],
+    quotas: tuple[str, dict[str, float]],
+    scps_on: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, _ = quotas
+    _, before = run(capsys, scps_on, "prod", url)
+    assert _line(before, "AWS Organizations").startswith(
+        "missing  AWS Organizations: no organization; fix: aws organizations create-organization --feature-set ALL"
+    )
+    organizations = _client(url, profiles["prod"], "organizations")
+    organizations.create_organization(FeatureSet="ALL")
+    _, lines = run(capsys, scps_on, "prod", url)
+    assert _line(lines, "AWS Organizations") == "ok       AWS Organizations: all features"
+    root = organizations.list_roots()["Roots"][0]["Id"]
+    assert _line(lines, "SCP policy type") == (
+        "missing  SCP policy type: not enabled on the root; fix: aws organizations enable-policy-type --root-id"
+        " $(aws organizations list-roots --query 'Roots[0].Id' --output text --profile prod) --policy-type"
+        " SERVICE_CONTROL_POLICY --profile prod"
+    )
+    # moto gives accounts it creates IDs of its own, so the research account stays outside this organization.
+    assert _line(lines, f"account {RESEARCH}").startswith(
+        f"missing  account {RESEARCH}: not a member; fix: aws organizations invite-account-to-organization"
+        f" --target Id={RESEARCH},Type=ACCOUNT --profile prod"
+    )
+    organizations.enable_policy_type(RootId=root, PolicyType="SERVICE_CONTROL_POLICY")
+    _, after = run(capsys, scps_on, "prod", url)
+    assert _line(after, "SCP policy type") == "ok       SCP policy type: enabled on the root"
 
 
 def test_a_profile_of_another_account_is_refused(
