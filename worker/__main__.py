@@ -4,12 +4,14 @@ python -m worker [run]                              the queue worker (settings f
 python -m worker classify --weights DIR FILE...     classify local files, one JSON object per line
 python -m worker train DATA_DIR --out DIR           fine-tune on DATA_DIR/food/ and DATA_DIR/other/
 python -m worker train --demo OUT_DIR               train the demo model on generated photos
+python -m worker calibrate [--weights DIR]          measure photos/s here; print the YAML's images_per_second_per_task
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -41,7 +43,7 @@ def build_worker(
     Raises `ModelError` when the model cannot be loaded.
     """
     from worker.gpu_decode import GpuDecoder, torchvision_available
-    from worker.model import load_classifier, resolve_device, share_cpu_with_decoders
+    from worker.model import device_description, load_classifier, resolve_device, share_cpu_with_decoders
     from worker.observability import Metrics
     from worker.pipeline import Pipeline
     from worker.protection import ScaleInProtection
@@ -52,6 +54,14 @@ def build_worker(
     s3 = s3 or make_client("s3", settings.endpoint_url, settings.region, pool)
     classifier = load_classifier(settings.model_uri, resolve_device(settings.device), s3)
     share_cpu_with_decoders(classifier.device, settings.decode_workers)
+    logging.getLogger("worker").info(
+        "model loaded",
+        extra={
+            "model_version": classifier.version,
+            "device": device_description(classifier.device),
+            "precision": str(classifier.dtype).removeprefix("torch."),
+        },
+    )
     gpu_decoder = None
     if settings.gpu_decode == "auto" and classifier.device.type == "cuda" and torchvision_available():
         gpu_decoder = GpuDecoder(classifier.input_size, classifier.device)
@@ -171,7 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train.add_argument("--weights", help="start from this model directory")
     p_train.add_argument("--epochs", type=int)
     p_train.add_argument("--samples", type=int, default=600, help="generated photos for --demo")
+    p_calibrate = sub.add_parser("calibrate", help="measure end-to-end photos/s on this host for the worker YAML")
+    p_calibrate.add_argument("--weights", help="model directory (default: the demo architecture, random weights)")
+    p_calibrate.add_argument("--photos", type=int, default=48, help="distinct generated photos in the mix")
+    p_calibrate.add_argument("--seconds", type=float, default=20.0, help="measure for at least this long")
+    p_calibrate.add_argument("--workers", type=int, help="decode processes (default: one per core, as the worker)")
+    p_calibrate.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
+    if args.command == "calibrate":
+        from worker import calibrate
+
+        if args.photos < 5 or args.seconds <= 0:
+            p_calibrate.error("--photos must be at least 5 (one of each kind) and --seconds positive")
+        return calibrate.main(args.weights, args.photos, args.seconds, args.workers, args.batch_size)
     if args.command == "classify":
         return classify(args.weights, args.files, args.max_pixels, args.device)
     if args.command == "train":

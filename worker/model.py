@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,22 @@ def share_cpu_with_decoders(device: torch.device, decode_workers: int) -> None:
     torch.set_num_threads(spare if device.type == "cpu" else 1)
 
 
+Capability = Callable[[torch.device], tuple[int, int]]
+
+
+def precision_for(device: torch.device, capability: Capability | None = None) -> torch.dtype:
+    """The model's dtype on `device`: bf16 where the GPU computes it natively, fp16 on older GPUs, fp32 on CPU.
+
+    bf16 needs compute capability 8.0 (Ampere: A10G, A100, L4, H100/H200). The g4dn fallback's T4 (7.5) only
+    emulates it, several times slower than its fp16 tensor cores; `torch.cuda.is_bf16_supported()` counts that
+    emulation as support, so the capability is asked directly. `capability` is the seam tests use to fake a GPU.
+    """
+    if device.type != "cuda":
+        return torch.float32
+    major, _minor = (capability or torch.cuda.get_device_capability)(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -145,11 +162,13 @@ def device_description(device: torch.device) -> str:
 class Classifier:
     """A loaded model on one device: uint8 NHWC batches in, one `Prediction` per image out."""
 
-    def __init__(self, model: FoodNet, metadata: ModelMetadata, device: torch.device) -> None:
+    def __init__(
+        self, model: FoodNet, metadata: ModelMetadata, device: torch.device, capability: Capability | None = None
+    ) -> None:
         self.metadata = metadata
         self.device = device
-        # bf16 + channels_last is the fast path on tensor cores; CPU stays in float32 for exactness and portability.
-        self.dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        # Half precision + channels_last is the fast path on tensor cores; CPU stays in float32 for exactness.
+        self.dtype = precision_for(device, capability)
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.memory_format = memory_format
         self.model = model.to(device=device, dtype=self.dtype).to(memory_format=memory_format).eval()  # type: ignore[call-overload]

@@ -48,6 +48,8 @@ def test_sigterm_mid_batch_loses_no_message_and_duplicates_no_result(stack: Stac
             process.kill()
     assert process.returncode == 0, output.decode()[-2000:]
     assert b'"message": "stopped"' in output
+    loaded = next(json.loads(line) for line in output.splitlines() if b'"message": "model loaded"' in line)
+    assert (loaded["precision"], loaded["device"].split()[0]) == ("float32", "cpu")  # chosen and logged at start
 
     first = set(stack.results())
     assert 0 < len(first) < len(keys)  # it stopped part-way through the queue

@@ -270,3 +270,84 @@ def test_padding_a_batch_leaves_each_photo_score_unchanged(demo_model: TrainResu
     padded = classifier.probabilities(batch)
     assert padded.shape == plain.shape
     assert torch.allclose(padded, plain, atol=1e-5)
+
+
+# Each row: a GPU's compute capability, the precision the model must run in there, and why.
+PRECISIONS = [
+    ((7, 5), torch.float16, "T4 (g4dn fallback): no native bf16, fast fp16 tensor cores"),
+    ((7, 0), torch.float16, "V100: the same"),
+    ((8, 6), torch.bfloat16, "A10G (g5): native bf16"),
+    ((8, 9), torch.bfloat16, "L4 (g6): native bf16"),
+    ((9, 0), torch.bfloat16, "H100/H200: native bf16"),
+]
+
+
+@pytest.mark.parametrize(("capability", "dtype", "why"), PRECISIONS, ids=[row[2].split(" ")[0] for row in PRECISIONS])
+def test_precision_follows_the_gpus_capability(capability: tuple[int, int], dtype: torch.dtype, why: str) -> None:
+    from worker.model import precision_for
+
+    asked: list[torch.device] = []
+
+    def fake(device: torch.device) -> tuple[int, int]:
+        asked.append(device)
+        return capability
+
+    assert precision_for(torch.device("cuda", 0), fake) == dtype, why
+    assert asked == [torch.device("cuda", 0)]
+
+
+def test_cpu_runs_in_float32_whatever_a_gpu_could_do(demo_model: TrainResult) -> None:
+    from worker.model import Classifier, build_model, precision_for
+
+    def never(device: torch.device) -> tuple[int, int]:
+        raise AssertionError(f"the capability of {device} was asked on the CPU path")
+
+    assert precision_for(torch.device("cpu"), never) is torch.float32
+    classifier = load_local(demo_model.out_dir, torch.device("cpu"))
+    assert classifier.dtype is torch.float32
+    model = Classifier(build_model(classifier.metadata), classifier.metadata, torch.device("cpu"), never)
+    assert next(model.model.parameters()).dtype is torch.float32
+
+
+def test_calibration_mix_is_a_phone_camera_roll() -> None:
+    from worker.calibrate import PHONE_MIX, phone_photos
+
+    assert sum(share for share, *_ in PHONE_MIX) == pytest.approx(1.0)
+    photos = phone_photos(20, workers=2, scale=0.05)
+    heic = [p for p in photos if p[4:12] == b"ftypheic"]
+    jpegs = [p for p in photos if p.startswith(b"\xff\xd8\xff")]
+    assert len(heic) + len(jpegs) == len(photos) == 20
+    assert len(heic) == 4  # 20 % of the mix
+    sizes = {decode.decode(p, 64, 10**8).source_size for p in jpegs}
+    assert sizes == {(202, 151), (151, 202), (101, 76), (115, 86)}  # 12 MP both ways, 3 MP, 4 MP at 1/20
+
+
+def test_calibrate_measures_end_to_end_and_prints_the_yaml_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from worker import calibrate
+
+    result = calibrate.calibrate(weights=None, photos=10, seconds=0.5, workers=1, batch_size=8, scale=0.1)
+    assert result.images_per_second > 0
+    assert result.photos >= 11
+    assert (result.device.split()[0], result.precision, result.nvjpeg) == ("cpu", "float32", False)
+    assert re.fullmatch(
+        r"images_per_second_per_task: \d+  # python -m worker calibrate, \d{4}-\d\d-\d\d, cpu \(\d+ threads\),"
+        r" 1 decoders, nvJPEG off",
+        result.yaml_line(),
+    )
+    assert int(result.yaml_line().split()[1]) == int(result.images_per_second)  # rounded down, never up
+
+
+def test_calibrate_refuses_a_mix_too_small_to_hold_every_kind() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "calibrate", "--photos", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "python -m worker calibrate: error: --photos must be at least 5 (one of each kind) and --seconds positive"
+    )
