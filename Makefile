@@ -63,7 +63,8 @@ $(error usage: make preflight PROFILE=prod (or PROFILE=research), the AWS CLI pr
 endif
 endif
 preflight: synth ## read-only check of one account before deploying (PROFILE=prod or PROFILE=research)
-	$(PY) -m tools.preflight --profile $(PROFILE) --config $(or $(MLBASE_CONFIG),config/platform.yaml) --assembly cdk.out
+	$(PY) -m tools.preflight --profile $(PROFILE) --config $(or $(MLBASE_CONFIG),config/platform.yaml) --assembly cdk.out \
+	    $(if $(ENDPOINT_URL),--endpoint-url $(ENDPOINT_URL),)
 
 clean: ## remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -241,6 +241,25 @@ def test_research_bootstrap_that_does_not_trust_production_is_named(
     )
 
 
+def test_an_ami_parameter_the_packer_build_has_not_written_is_named_with_its_build(
+    profiles: dict[str, dict[str, str]],
+    quotas: tuple[str, dict[str, float]],
+    cloud_assembly: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, _ = quotas
+    ready_research(url, profiles["research"])
+    _client(url, profiles["research"], "ssm").delete_parameter(Name=AMI_PARAMETERS[1])
+    code, lines = run(capsys, cloud_assembly, "research", url)
+    assert code == 1
+    assert _line(lines, AMI_PARAMETERS[1]) == (
+        f"missing  SSM parameter {AMI_PARAMETERS[1]} in {REGION}: does not resolve; fix: (cd packer && packer init ."
+        " && AWS_PROFILE=research packer build -var-file=versions/driver570-cuda12.8-v1.pkrvars.hcl"
+        f" -var region={REGION} .)"
+    )
+    assert _line(lines, AMI_PARAMETERS[0]).startswith("ok ")
+
+
 def test_an_unbootstrapped_production_account_without_the_pinned_gpu_ami(
     profiles: dict[str, dict[str, str]],
     quotas: tuple[str, dict[str, float]],
@@ -326,6 +345,13 @@ def test_a_profile_of_another_account_is_refused(
         f"error    account: the profile is account 333333333333, neither accounts.production ({PROD}) nor"
         f" accounts.research ({RESEARCH})"
     )
+
+
+def test_an_unknown_profile_is_one_line(
+    profiles: dict[str, dict[str, str]], aws: str, cloud_assembly: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--profile", "nobody", "--assembly", str(cloud_assembly), "--endpoint-url", aws]) == 2
+    assert capsys.readouterr().err == "preflight: The config profile (nobody) could not be found\n"
 
 
 def test_a_missing_assembly_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -191,13 +191,11 @@ def deploy_plan(platform: Platform) -> Plan:
             Step(
                 "Build the workstation AMIs",
                 "research",
-                (
-                    "cd packer && packer init .",
-                    *(
-                        f"AWS_PROFILE=research packer build -var-file=versions/{name}.pkrvars.hcl"
-                        f" -var region={research_region} ."
-                        for name in amis
-                    ),
+                tuple(
+                    # A subshell per build, so that each line runs as is from the repository root.
+                    f"(cd packer && packer init . && \\\n    AWS_PROFILE=research packer build"
+                    f" -var-file=versions/{name}.pkrvars.hcl -var region={research_region} .)"
+                    for name in amis
                 ),
                 produces=tuple(
                     Item("ssm-parameter", research_id, research_region, published[name].ssm_parameter_name)

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError
 
 from stacks.config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_platform
 from tools.deploy_plan.assembly import read_assembly
-from tools.preflight.run import Account, preflight
+from tools.preflight.run import Account, ReadError, preflight
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err.line()}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, BotoCoreError) as err:
+    except (FileNotFoundError, ValueError, BotoCoreError, ReadError) as err:
         print(f"preflight: {err}", file=sys.stderr)
         return 2
     for result in results:

@@ -92,6 +92,7 @@ def preflight(account: Account, platform: Platform, assembly: Assembly) -> list[
         "research": cfg.accounts.research.account_id,
     }
     home = cfg.accounts.production.region
+    # Unguarded: without knowing the account there is nothing to check (__main__ prints the one-line reason).
     caller = account.call("sts", home, "get_caller_identity") or {}
     keys = [k for k, v in ids.items() if v == caller.get("Account")]
     if not keys:
