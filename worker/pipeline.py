@@ -1,7 +1,9 @@
 """Decode pool, batcher and model: the part of the worker that does not know about SQS or S3.
 
 Decoding bounds throughput (see the README), so it runs in a process pool sized to the cores, and the model
-consumes whatever is decoded in batches closed by size or by a timeout, whichever comes first.
+consumes whatever is decoded in batches closed by size or by a timeout, whichever comes first. On a GPU host a
+share of the plain JPEGs goes to nvJPEG instead, decoded by a thread of its own on a CUDA stream of its own: the
+inference thread only ever stacks decoded photos and runs the model, so neither decoder waits for the other.
 """
 
 from __future__ import annotations
@@ -36,14 +38,12 @@ class Item:
     prediction: Prediction | None = None
     infer_ms: float | None = None
     started: float = field(default_factory=time.monotonic)
-    raw: bytes | None = None  # JPEG bytes waiting for the GPU decoder
-    candidate: Candidate | None = None
     tensor: torch.Tensor | None = None  # decoded on the GPU (HWC uint8)
 
     @property
     def has_image(self) -> bool:
         pixels = self.decoded is not None and self.decoded.pixels is not None
-        return self.failure is None and (pixels or self.raw is not None or self.tensor is not None)
+        return self.failure is None and (pixels or self.tensor is not None)
 
 
 def in_flight_capacity(batch_size: int, download_concurrency: int) -> int:
@@ -100,6 +100,12 @@ class Pipeline:
         self._closed = False
         self.cancelled_decodes = 0
         self._pool = self._new_pool()
+        # Photos for nvJPEG, taken in batches by the GPU decode thread; None tells it to stop.
+        self._gpu_queue: queue.Queue[tuple[Item, bytes, Candidate] | None] = queue.Queue()
+        self._gpu_thread: threading.Thread | None = None
+        if gpu_decoder is not None:
+            self._gpu_thread = threading.Thread(target=self._gpu_loop, name="nvjpeg", daemon=True)
+            self._gpu_thread.start()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # forkserver: children never inherit torch's thread pools or CUDA state from the parent.
@@ -124,8 +130,7 @@ class Pipeline:
         if self.gpu_decoder is not None and self._cpu_outstanding >= 2 * self.decode_workers and self._gpu_turn():
             candidate = inspect(data, self.max_pixels)
             if candidate is not None:
-                item.raw, item.candidate = data, candidate
-                self.ready.put(item)
+                self._gpu_queue.put((item, data, candidate))
                 return
         self._submit_cpu(item, data)
 
@@ -206,9 +211,8 @@ class Pipeline:
         return batch
 
     def infer(self, batch: list[Item]) -> list[Item]:
-        """Classify the batch in place; returns the items it settled (GPU rejects go back to the CPU decoders)."""
-        deferred = self._decode_on_gpu(batch)
-        todo = [i for i in batch if i.has_image and id(i) not in deferred]
+        """Classify the batch in place; returns it (every item is settled: classified, an error or a retry)."""
+        todo = [i for i in batch if i.has_image]
         if todo:
             start = time.perf_counter()
             try:
@@ -221,30 +225,58 @@ class Pipeline:
                 for item, prediction in zip(todo, predictions, strict=True):
                     item.prediction = prediction
                     item.infer_ms = elapsed
-        return [i for i in batch if id(i) not in deferred]
+        return batch
 
-    def _decode_on_gpu(self, batch: list[Item]) -> set[int]:
-        waiting = [i for i in batch if i.raw is not None and i.failure is None]
-        if not waiting or self.gpu_decoder is None:
-            return set()
-        files = [(i.raw, i.candidate) for i in waiting if i.raw is not None and i.candidate is not None]
+    # --- the GPU decode thread -------------------------------------------------------------------------------
+
+    def _gpu_loop(self) -> None:
+        """Decode queued JPEGs on the GPU, as many per call as are waiting (up to a batch), until told to stop."""
+        stopping = False
+        while not stopping:
+            first = self._gpu_queue.get()
+            if first is None:
+                return
+            work = [first]
+            while len(work) < self.batch_size:
+                try:
+                    queued = self._gpu_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None:
+                    stopping = True
+                    break
+                work.append(queued)
+            self._decode_on_gpu(work)
+
+    def _cancel_gpu_queue(self) -> None:
+        while True:
+            try:
+                queued = self._gpu_queue.get_nowait()
+            except queue.Empty:
+                return
+            if queued is not None:
+                queued[0].failure = CancelledError("GPU decode cancelled at shutdown")
+                with self._pool_lock:
+                    self.cancelled_decodes += 1
+                self.ready.put(queued[0])
+
+    def _decode_on_gpu(self, work: list[tuple[Item, bytes, Candidate]]) -> None:
+        assert self.gpu_decoder is not None
         try:
-            tensors, elapsed = self.gpu_decoder.decode(files)
+            tensors, elapsed = self.gpu_decoder.decode([(data, candidate) for _, data, candidate in work])
         except Exception as exc:
-            for item in waiting:
+            for item, _, _ in work:
                 item.failure = exc
-            return set()
-        self.rates.gpu_ms = _ewma(self.rates.gpu_ms, elapsed / len(files))
-        deferred: set[int] = set()
-        for item, tensor, (data, _) in zip(waiting, tensors, files, strict=True):
-            item.raw = None
+                self.ready.put(item)
+            return
+        self.rates.gpu_ms = _ewma(self.rates.gpu_ms, elapsed / len(work))
+        for (item, data, _), tensor in zip(work, tensors, strict=True):
             if tensor is None:
-                deferred.add(id(item))
-                self._submit_cpu(item, data)
+                self._submit_cpu(item, data)  # nvJPEG refused it: the CPU decoder says what is wrong
             else:
                 item.tensor = tensor
-                item.decoded = decode.Decoded(None, None, elapsed / len(waiting))
-        return deferred
+                item.decoded = decode.Decoded(None, None, elapsed / len(work))
+                self.ready.put(item)
 
     def _stack(self, items: list[Item]) -> np.ndarray | torch.Tensor:
         if all(i.tensor is None for i in items):
@@ -253,6 +285,10 @@ class Pipeline:
         parts = []
         for item in items:
             if item.tensor is not None:
+                if item.tensor.is_cuda:
+                    # Made on the decoder's stream, read on this one: the allocator must not reuse its memory for
+                    # the decoder until this stream's kernels are done with it.
+                    item.tensor.record_stream(torch.cuda.current_stream(item.tensor.device))
                 parts.append(item.tensor.to(device))
             elif item.decoded is not None and item.decoded.pixels is not None:
                 parts.append(torch.from_numpy(item.decoded.pixels).to(device))
@@ -263,5 +299,12 @@ class Pipeline:
         with self._pool_lock:
             self._closed = True
             pool = self._pool
+        if self._gpu_thread is not None:
+            # Photos still queued for nvJPEG are cancelled, like queued CPU decodes (their messages were released);
+            # the decode in progress, if any, finishes.
+            self._cancel_gpu_queue()
+            self._gpu_queue.put(None)
+            self._gpu_thread.join(timeout=10)
+            self._cancel_gpu_queue()
         # Outside the lock: shutdown runs `_decoded` for every cancelled decode, which takes the lock.
         pool.shutdown(wait=True, cancel_futures=True)

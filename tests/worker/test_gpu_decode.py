@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Sequence
+from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
@@ -113,3 +115,76 @@ def test_photos_beyond_the_cpu_queue_are_split_by_rate(demo_model: TrainResult) 
     finally:
         pipeline.close()
     assert abs(sum(turns) - 500) <= 1  # floating-point credit: at most one turn either way
+
+
+def test_gpu_decodes_run_on_their_own_thread_while_the_cpu_path_keeps_classifying(demo_model: TrainResult) -> None:
+    """The inference thread never waits for nvJPEG: CPU-decoded photos are classified while a GPU decode is stuck."""
+    import threading
+
+    classifier = load_local(demo_model.out_dir, torch.device("cpu"))
+    release = threading.Event()
+    threads: list[str] = []
+
+    def stuck_decode(tensors: list[torch.Tensor]) -> Sequence[torch.Tensor]:
+        threads.append(threading.current_thread().name)
+        release.wait(30)
+        return _pillow_decode(tensors)
+
+    decoder = GpuDecoder(classifier.input_size, torch.device("cpu"), decode_fn=stuck_decode)
+    assert decoder.stream is None  # no CUDA stream off a GPU
+    pipeline = Pipeline(
+        classifier, decode_workers=1, max_pixels=10**8, batch_size=4, batch_timeout_s=0.02, gpu_decoder=decoder
+    )
+    photos = [jpeg("food" if i % 2 else "other", (320, 240), seed=40 + i) for i in range(10)]
+    try:
+        pipeline.warm_up()
+        pipeline.rates.cpu_ms, pipeline.rates.gpu_ms = 10.0, 10.0  # equal rates: beyond the CPU queue, every other
+        for n, data in enumerate(photos):
+            pipeline.submit(Item(n), data)
+        classified: list[Item] = []
+        deadline = time.monotonic() + 30
+        while not threads or len(classified) < 3:
+            assert time.monotonic() < deadline, "CPU-decoded photos waited for the stuck GPU decode"
+            batch = pipeline.next_batch(lambda: False, poll_s=0.05)
+            assert batch is not None
+            classified.extend(i for i in pipeline.infer(batch) if i.prediction is not None)
+        assert all(item.tensor is None for item in classified)  # all from the CPU path, the GPU one still stuck
+        release.set()
+        while len(classified) < len(photos):
+            assert time.monotonic() < deadline
+            batch = pipeline.next_batch(lambda: False, poll_s=0.05)
+            assert batch is not None
+            classified.extend(i for i in pipeline.infer(batch) if i.prediction is not None)
+    finally:
+        release.set()
+        pipeline.close()
+    assert sorted(item.ref for item in classified) == list(range(len(photos)))
+    assert any(item.tensor is not None for item in classified)
+    assert set(threads) == {"nvjpeg"}  # never the inference (here: the test's) thread
+
+
+def test_photos_still_queued_for_the_gpu_at_close_come_back_as_retries(demo_model: TrainResult) -> None:
+    import threading
+
+    classifier = load_local(demo_model.out_dir, torch.device("cpu"))
+    started, release = threading.Event(), threading.Event()
+
+    def stuck_decode(tensors: list[torch.Tensor]) -> Sequence[torch.Tensor]:
+        started.set()
+        release.wait(30)
+        return _pillow_decode(tensors)
+
+    decoder = GpuDecoder(classifier.input_size, torch.device("cpu"), decode_fn=stuck_decode)
+    pipeline = Pipeline(
+        classifier, decode_workers=1, max_pixels=10**8, batch_size=1, batch_timeout_s=0.02, gpu_decoder=decoder
+    )
+    pipeline._cpu_outstanding = 10**6  # as if the CPU queue were full: every photo goes to the GPU
+    for n in range(4):
+        pipeline.submit(Item(n), jpeg(seed=60 + n))
+    assert started.wait(30)
+    threading.Timer(0.2, release.set).start()  # the decode in progress finishes; the three queued behind it do not
+    pipeline.close()
+    settled = [pipeline.ready.get_nowait() for _ in range(pipeline.ready.qsize())]
+    retries = [item for item in settled if isinstance(item.failure, CancelledError)]
+    assert len(retries) == pipeline.cancelled_decodes == 3
+    assert [item.ref for item in settled if item.tensor is not None] == [0]
