@@ -17,7 +17,7 @@ import pytest
 
 from stacks.config import DEFAULT_CONFIG, Platform, load_platform
 from tests.infra.conftest import synth_variant
-from tools.deploy_plan.assembly import Assembly, needs, read_assembly
+from tools.deploy_plan.assembly import Assembly, Stack, needs, produces, read_assembly
 from tools.deploy_plan.check import check_plan
 from tools.deploy_plan.plan import RESEARCH_VPC_FIELD, Item, Plan, Step, deploy_plan
 from tools.deploy_plan.readme import README, with_steps
@@ -163,6 +163,42 @@ def test_inputs_cover_what_crosses_stacks_and_accounts(everything_on: Deployment
         assert items <= by_path[path], path
     assert any(i.kind == "stack-output" and i.name.startswith("Production-Network.") for i in by_path[
         "Production/PhotoService"])  # fmt: skip
+
+
+def test_dynamic_references_imports_and_exports_are_read() -> None:
+    """Forms today's templates do not use, read all the same: a later change may bring them in."""
+    template = {
+        "Parameters": {"Ami": {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/team/ami"}},
+        "Resources": {
+            "Db": {
+                "Type": "AWS::RDS::DBInstance",
+                "Properties": {
+                    "MasterUserPassword": "{{resolve:secretsmanager:team/db:SecretString:password}}",
+                    "DBName": "{{resolve:ssm:/team/db-name:3}}",
+                    "VPCSecurityGroups": [{"Fn::ImportValue": "Shared-DbGroup"}],
+                    "Other": {"Fn::Join": ["", [
+                        "{{resolve:secretsmanager:arn:aws:secretsmanager:us-east-1:333333333333:secret:key-AbCdEf:",
+                        "SecretString:k}}",
+                    ]]},
+                },
+            },
+            "Name": {"Type": "AWS::SSM::Parameter", "Properties": {"Name": "/team/db-host", "Value": "x"}},
+        },
+        "Outputs": {"Host": {"Value": "x", "Export": {"Name": {"Fn::Join": ["-", [{"Ref": "AWS::Region"}, "host"]]}}}},
+    }  # fmt: skip
+    stack = Stack("Stage/Db", "Stage-Db", RESEARCH, REGION, template, (), None, ())
+    assert needs(stack, {}) == {
+        Item("ssm-parameter", RESEARCH, REGION, "/team/ami"),
+        Item("secret", RESEARCH, REGION, "team/db"),
+        Item("ssm-parameter", RESEARCH, REGION, "/team/db-name"),
+        Item("export", RESEARCH, REGION, "Shared-DbGroup"),
+        Item("secret", "333333333333", "us-east-1", "key-AbCdEf"),
+    }
+    assert produces(stack) == {
+        Item("stack-output", RESEARCH, REGION, "Stage-Db.Host"),
+        Item("export", RESEARCH, REGION, f"{REGION}-host"),
+        Item("ssm-parameter", RESEARCH, REGION, "/team/db-host"),
+    }
 
 
 def test_the_former_readme_order_fails_on_the_workbench_ami_parameters(example: Deployment) -> None:

@@ -197,7 +197,7 @@ def test_a_missing_secret_a_low_quota_and_an_existing_recorder_are_each_named(
     )
     assert _line(lines, f"({G_ON_DEMAND})") == (
         f"low      quota on-demand G and VT vCPUs ({G_ON_DEMAND}) in ap-northeast-1: 4, needs 8 (Research-Workbench"
-        f" at their maximum); fix: aws service-quotas request-service-quota-increase --service-code ec2 --quota-code"
+        f" at full size); fix: aws service-quotas request-service-quota-increase --service-code ec2 --quota-code"
         f" {G_ON_DEMAND} --desired-value 8 --region ap-northeast-1 --profile research"
     )
     recorder = _line(lines, "Config recorder in ap-northeast-1")

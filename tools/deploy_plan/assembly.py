@@ -23,7 +23,7 @@ from tools.deploy_plan.plan import Item
 _SSM_TYPE = re.compile(r"AWS::SSM::Parameter::Value<.+>")
 _DYNAMIC = re.compile(r"\{\{resolve:(ssm|ssm-secure|secretsmanager):([^}:]+(?::[^}:]+)*)\}\}")
 _SECRET_BY_NAME = re.compile(r"arn:aws:secretsmanager:([a-z0-9-]+):(\d{12}):secret:(.+)-\?\?\?\?\?\?$")
-_SECRET_ARN = re.compile(r"arn:aws:secretsmanager:([a-z0-9-]+):(\d{12}):secret:(.+)")
+_SECRET_ARN = re.compile(r"arn:aws:secretsmanager:([a-z0-9-]+):(\d{12}):secret:([^:]+)")
 _KMS_ALIAS = re.compile(r"arn:aws:kms:([a-z0-9-]+):(\d{12}):(alias/.+)")
 _IAM_ARN = re.compile(r"arn:aws:iam::(\d{12}):((?:user|role)/.+)")
 _S3_ARN = re.compile(r"arn:aws:s3:::([^/]+)(/.*)?")
@@ -172,7 +172,9 @@ def needs(stack: Stack, config_fields: Mapping[str, str | None]) -> set[Item]:
         for kind, ref in _DYNAMIC.findall(text):
             if kind == "secretsmanager":
                 arn = _SECRET_ARN.match(ref)
-                found.add(Item("secret", *(arn.groups() if arn else (acct, region, ref.split(":")[0]))))
+                found.add(
+                    Item("secret", arn[2], arn[1], arn[3]) if arn else Item("secret", acct, region, ref.split(":")[0])
+                )
             else:
                 found.add(Item("ssm-parameter", acct, region, ref.split(":")[0]))
         secret = _SECRET_BY_NAME.match(text)

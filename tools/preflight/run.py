@@ -238,7 +238,7 @@ def _quotas(account: Account, need: AccountNeeds, plan: Plan) -> list[Result]:
                 needed = totals.get((family, market), 0)
                 if needed:
                     value = quota_value(account, region, "ec2", code)
-                    why = f"{sources} at their maximum"
+                    why = f"{sources} at full size"
                     fix = _increase("ec2", code, needed, region, profile)
                     out.append(checks.quota(f"{market} {family} vCPUs", code, region, value, needed, why, fix))
         reserved = need.reserved_concurrency.get(region, 0)
