@@ -124,6 +124,7 @@ class Notifications(Construct):
             dead_letter_queue=self.dead_letter_queue,
         )
         self.notifier = notifier.function
+        self.notifier_role: iam.IRole = notifier.role
         self.notifier.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
         secret.grant_read(self.notifier)
         # Names who opened a non-compliant security group; LookupEvents supports no resource scoping.

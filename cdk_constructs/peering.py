@@ -186,6 +186,7 @@ class PeeringAccepter(Construct):
         vpc: ec2.IVpc,
         subnets: Sequence[ec2.ISubnet],
         role_name: str,
+        policy_name: str,
         requester_account: str,
         requester_cidr: str,
         connected: bool,
@@ -201,9 +202,11 @@ class PeeringAccepter(Construct):
             assumed_by=iam.AccountPrincipal(requester_account),
             description="Accepts VPC peering requests from the production account into this account's R&D VPC only",
         )
+        # A fixed name under the project's prefix: the research boundary forbids new versions of such policies.
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
+            managed_policy_name=policy_name,
             description="Accept VPC peering into the R&D VPC from the production account's VPCs only",
             roles=[self.role],
             statements=[

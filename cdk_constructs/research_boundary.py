@@ -10,37 +10,38 @@ from constructs import Construct
 from cdk_constructs.nag import acknowledge
 
 BOUNDARY_REASON = "A permission boundary grants nothing by itself; its allow-all is narrowed by the denies after it."
-# IAM changes that would alter a role's rights or trust; denied on protected roles.
-ROLE_CHANGES = (
-    "iam:AttachRolePolicy",
-    "iam:DetachRolePolicy",
-    "iam:PutRolePolicy",
-    "iam:DeleteRolePolicy",
-    "iam:PutRolePermissionsBoundary",
-    "iam:DeleteRolePermissionsBoundary",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:UpdateRole",
-    "iam:UpdateRoleDescription",
-    "iam:DeleteRole",
-    "iam:TagRole",
-    "iam:UntagRole",
-)
+# Audit, detection and account-level security settings: denied everywhere (the platform owns them).
 AUDIT_CHANGES = (
+    "cloudtrail:Delete*",
+    "cloudtrail:Put*",
     "cloudtrail:StopLogging",
-    "cloudtrail:DeleteTrail",
-    "cloudtrail:UpdateTrail",
-    "cloudtrail:PutEventSelectors",
-    "config:StopConfigurationRecorder",
-    "config:DeleteConfigurationRecorder",
-    "config:PutConfigurationRecorder",
-    "config:DeleteDeliveryChannel",
-    "config:PutDeliveryChannel",
-    "config:DeleteConfigRule",
-    "config:PutConfigRule",
-    "config:DeleteEvaluationResults",
-    "config:DeleteRemediationConfiguration",
-    "config:PutRemediationConfigurations",
-    "config:DeleteAggregationAuthorization",
+    "cloudtrail:Update*",
+    "config:Delete*",
+    "config:Put*",
+    "config:Stop*",
+    "config:TagResource",
+    "config:UntagResource",
+    "access-analyzer:*ArchiveRule",
+    "access-analyzer:Delete*",
+    "access-analyzer:Update*",
+    "guardduty:*",
+    "securityhub:*",
+    "ec2:DisableEbsEncryptionByDefault",
+    "ec2:ModifyEbsDefaultKmsKeyId",
+    "iam:DeleteAccountPasswordPolicy",
+    "iam:UpdateAccountPasswordPolicy",
+    "s3:PutAccountPublicAccessBlock",
+)
+# Credentials that would outlive a session or skip production's MFA: none in R&D, for anyone inside the boundary.
+LONG_LIVED_CREDENTIALS = (
+    "iam:*AccessKey",
+    "iam:*LoginProfile",
+    "iam:*OpenIDConnectProvider*",
+    "iam:*SAMLProvider",
+    "iam:*ServiceSpecificCredential",
+    "iam:CreateUser",
+    "iam:UploadSigningCertificate",
+    "iam:UploadSSHPublicKey",
 )
 PEERING_CHANGES = (
     "ec2:AcceptVpcPeeringConnection",
@@ -52,7 +53,7 @@ PEERING_CHANGES = (
 # Changes to network plumbing and keys; denied on what the platform's stacks created (CloudFormation tags each such
 # resource with aws:cloudformation:stack-name, and nobody can change an aws: tag).
 STACK_RESOURCE_CHANGES = (
-    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroup*",
     "ec2:CreateNetworkAclEntry",
     "ec2:CreateRoute",
     "ec2:DeleteFlowLogs",
@@ -71,58 +72,80 @@ STACK_RESOURCE_CHANGES = (
     "ec2:ReplaceNetworkAclEntry",
     "ec2:ReplaceRoute",
     "ec2:ReplaceRouteTableAssociation",
-    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroup*",
+    "ec2:UpdateSecurityGroupRuleDescriptions*",
     "kms:DisableKey",
     "kms:PutKeyPolicy",
     "kms:ScheduleKeyDeletion",
 )
-# Changes to the platform's own resources outside CloudFormation (functions, topics, queues, rules, log groups).
-PLATFORM_RESOURCE_CHANGES = (
-    "cloudformation:CreateChangeSet",
-    "cloudformation:DeleteStack",
-    "cloudformation:ExecuteChangeSet",
-    "cloudformation:SetStackPolicy",
-    "cloudformation:UpdateStack",
-    "cloudformation:UpdateTerminationProtection",
-    "lambda:AddPermission",
-    "lambda:DeleteFunction",
-    "lambda:PutFunctionConcurrency",
-    "lambda:RemovePermission",
-    "lambda:UpdateFunctionCode",
-    "lambda:UpdateFunctionConfiguration",
-    "sns:DeleteTopic",
-    "sns:RemovePermission",
-    "sns:SetTopicAttributes",
-    "sns:Subscribe",
-    "sns:Unsubscribe",
-    "sqs:DeleteQueue",
-    "sqs:PurgeQueue",
-    "sqs:SetQueueAttributes",
-    "events:DeleteRule",
-    "events:DisableRule",
-    "events:PutRule",
-    "events:PutTargets",
-    "events:RemoveTargets",
-    "logs:DeleteLogGroup",
-    "logs:DeleteRetentionPolicy",
-    "logs:PutRetentionPolicy",
-    "logs:DisassociateKmsKey",
+# What researchers may still do to the platform's own resources (functions, topics, queues, rules, log groups,
+# parameters, secrets, stacks, budgets, the Session Manager preferences): read. Everything else is denied on them.
+PLATFORM_RESOURCE_READS = (
+    "cloudformation:Describe*",
+    "cloudformation:Get*",
+    "cloudformation:List*",
+    "events:Describe*",
+    "events:List*",
+    "lambda:Get*",
+    "lambda:List*",
+    "logs:Describe*",
+    "logs:FilterLogEvents",
+    "logs:Get*",
+    "logs:StartQuery",
+    "sns:Get*",
+    "sns:List*",
+    "sqs:Get*",
+    "sqs:List*",
+    "ssm:Describe*",
+    "ssm:Get*",
+    "ssm:List*",
+    "budgets:View*",
+    "iam:Get*",
+    "iam:List*",
 )
+# Acts on one researcher's machine: allowed only to the person in its `Owner` tag (ABAC on aws:SourceIdentity).
+OWNER_ONLY = (
+    "ec2:*IamInstanceProfile*",
+    "ec2:AttachVolume",
+    "ec2:CreateImage",
+    "ec2:CreateSnapshot*",
+    "ec2:DeleteSnapshot",
+    "ec2:DeleteVolume",
+    "ec2:DetachVolume",
+    "ec2:GetPasswordData",
+    "ec2:ModifyInstance*",
+    "ec2:ModifySnapshotAttribute",
+    "ec2:ModifyVolume*",
+    "ec2:RebootInstances",
+    "ec2:StartInstances",
+    "ec2:StopInstances",
+    "ec2:TerminateInstances",
+    "ec2-instance-connect:Send*",
+    "ssm:SendCommand",
+    "ssm:StartSession",
+)
+OWNER_TAG = "Owner"
+# Tag keys only the platform writes (managed marker, idle bookkeeping, world-ingress justification).
+PLATFORM_TAG_KEYS = "mlbase:*"
 
 
 class ResearchBoundary(Construct):
     """A customer-managed policy (`policy`) used as the permission boundary of ResearchDeveloper.
 
     It allows everything, then denies, whatever the identity policy says:
-    - editing or deleting this boundary policy or any policy named `<policy_prefix>*` (the platform's);
-    - creating a role or user, or setting a boundary, unless the boundary is this policy; removing a boundary;
-    - changing, passing or assuming protected roles (`protected_roles`: the guardrail, deploy, peering and
-      break-glass roles, as IAM name patterns);
-    - stopping or changing the trail and AWS Config (recorder, delivery, rules, remediation);
-    - any change to VPC peering connections, and to the routes, network ACLs, security groups, gateways, flow logs
-      and KMS keys that the platform's stacks created;
-    - changing the platform's stacks and their resources (names starting with `protected_stack_prefix`), and the
-      platform's budgets (names starting with `budget_prefix`).
+    - editing this boundary or any platform policy (names `policy_prefixes`), even by a new version;
+    - creating a role, or setting a boundary, unless the boundary is this policy; removing a boundary;
+    - long-lived or external credentials: IAM users, access keys, login profiles, OIDC/SAML providers;
+    - creating, changing, passing or assuming protected roles (`protected_roles`, IAM name patterns);
+    - the trail, AWS Config, GuardDuty, Security Hub, Access Analyzer and account-level security settings;
+    - any change to VPC peering connections, and to the routes, network ACLs, security groups (ingress and egress),
+      gateways, flow logs and KMS keys that the platform's stacks created;
+    - anything but reading on the platform's functions, topics, queues, rules, log groups (`log_groups` too),
+      `/project/*` parameters and secrets, stacks, budgets and the Session Manager preferences document;
+    - on machines, volumes and snapshots: acting on one whose `Owner` tag is not the caller's source identity (the
+      production user's name, which the trust policy requires), launching or creating one without the caller's own
+      `Owner`, re-tagging anything owned by someone else, or writing `mlbase:` tag keys;
+    - launching an instance type outside `instance_types` (IAM wildcards; empty: no restriction).
     Roles created inside the boundary inherit it, so privilege cannot be laundered through a new role.
     """
 
@@ -133,62 +156,65 @@ class ResearchBoundary(Construct):
         *,
         policy_name: str,
         account: str,
+        project: str,
         protected_roles: Sequence[str],
         protected_stack_prefix: str,
-        policy_prefix: str,
-        budget_prefix: str,
+        log_groups: Sequence[str] = (),
+        session_document: str = "SSM-SessionManagerRunShell",
+        instance_types: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         self.policy_arn = f"arn:aws:iam::{account}:policy/{policy_name}"
-        roles = [f"arn:aws:iam::{account}:role/{name}" for name in protected_roles]
-        prefix = protected_stack_prefix
+        a, prefix = account, protected_stack_prefix
+        roles = [f"arn:aws:iam::{a}:role/{name}" for name in protected_roles]
+        me = "${aws:SourceIdentity}"
+        # EC2 acts only within its own account: no account in these ARNs (the policy must stay under 6,144 characters).
+        machines = [f"arn:aws:ec2:*:*:{kind}/*" for kind in ("instance", "volume", "snapshot")]
+        names = (f"{project}-*", f"{prefix}*")
+        platform = [
+            *(f"arn:aws:iam::{a}:policy/{n}" for n in names),
+            *(f"arn:aws:lambda:*:{a}:function:{n}" for n in names),
+            *(f"arn:aws:sns:*:{a}:{n}" for n in names),
+            *(f"arn:aws:sqs:*:{a}:{n}" for n in names),
+            *(f"arn:aws:events:*:{a}:rule/{n}" for n in names),
+            *(
+                f"arn:aws:logs:*:{a}:log-group:{n}"
+                for n in (*names, f"/aws/lambda/{project}-*", f"/aws/lambda/{prefix}*")
+            ),
+            *(f"arn:aws:logs:*:{a}:log-group:{g}*" for g in log_groups),
+            f"arn:aws:ssm:*:{a}:parameter/{project}/*",
+            f"arn:aws:ssm:*:{a}:document/{session_document}",
+            f"arn:aws:secretsmanager:*:{a}:secret:{project}/*",
+            f"arn:aws:cloudformation:*:{a}:stack/{prefix}*/*",
+            f"arn:aws:cloudformation:*:{a}:stack/CDKToolkit/*",
+            f"arn:aws:budgets::{a}:budget/{project}-*",
+        ]
         statements = [
             iam.PolicyStatement(sid="AllowWithinBoundary", actions=["*"], resources=["*"]),
             iam.PolicyStatement(
-                sid="DenyBoundaryChanges",
-                effect=iam.Effect.DENY,
-                actions=[
-                    "iam:CreatePolicyVersion",
-                    "iam:DeletePolicy",
-                    "iam:DeletePolicyVersion",
-                    "iam:SetDefaultPolicyVersion",
-                ],
-                resources=[self.policy_arn, f"arn:aws:iam::{account}:policy/{policy_prefix}*"],
-            ),
-            iam.PolicyStatement(
                 sid="DenyPrincipalsWithoutBoundary",
                 effect=iam.Effect.DENY,
-                actions=[
-                    "iam:CreateRole",
-                    "iam:CreateUser",
-                    "iam:PutRolePermissionsBoundary",
-                    "iam:PutUserPermissionsBoundary",
-                ],
+                actions=["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
                 resources=["*"],
                 conditions={"StringNotEquals": {"iam:PermissionsBoundary": self.policy_arn}},
             ),
             iam.PolicyStatement(
-                sid="DenyBoundaryRemoval",
+                sid="DenyBoundaryRemovalAndCredentials",
                 effect=iam.Effect.DENY,
-                actions=["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"],
+                actions=["iam:DeleteRolePermissionsBoundary", *LONG_LIVED_CREDENTIALS],
                 resources=["*"],
             ),
             iam.PolicyStatement(
                 sid="DenyProtectedRoles",
                 effect=iam.Effect.DENY,
-                actions=[*ROLE_CHANGES, "iam:PassRole", "sts:AssumeRole"],
+                # Every IAM action on a role (create, change, pass, tag, delete) and every STS action (assume).
+                actions=["iam:*Role*", "sts:*"],
                 resources=roles,
             ),
             iam.PolicyStatement(
-                sid="DenyAuditChanges",
+                sid="DenyAuditAndPeeringChanges",
                 effect=iam.Effect.DENY,
-                actions=list(AUDIT_CHANGES),
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="DenyPeeringChanges",
-                effect=iam.Effect.DENY,
-                actions=list(PEERING_CHANGES),
+                actions=[*AUDIT_CHANGES, *PEERING_CHANGES],
                 resources=["*"],
             ),
             iam.PolicyStatement(
@@ -199,26 +225,65 @@ class ResearchBoundary(Construct):
                 conditions={"StringLike": {"aws:ResourceTag/aws:cloudformation:stack-name": f"{prefix}*"}},
             ),
             iam.PolicyStatement(
-                sid="DenyPlatformResourceChanges",
+                sid="DenyPlatformResourcesButReads",
                 effect=iam.Effect.DENY,
-                actions=list(PLATFORM_RESOURCE_CHANGES),
-                resources=[
-                    f"arn:aws:cloudformation:*:{account}:stack/{prefix}*/*",
-                    f"arn:aws:cloudformation:*:{account}:stack/CDKToolkit/*",
-                    f"arn:aws:lambda:*:{account}:function:{prefix}*",
-                    f"arn:aws:sns:*:{account}:{prefix}*",
-                    f"arn:aws:sqs:*:{account}:{prefix}*",
-                    f"arn:aws:events:*:{account}:rule/{prefix}*",
-                    f"arn:aws:logs:*:{account}:log-group:{prefix}*",
-                ],
+                not_actions=list(PLATFORM_RESOURCE_READS),
+                resources=platform,
             ),
             iam.PolicyStatement(
-                sid="DenyPlatformBudgetChanges",
+                sid="DenyOthersMachines",
                 effect=iam.Effect.DENY,
-                actions=["budgets:ModifyBudget", "budgets:DeleteBudgetAction", "budgets:UpdateBudgetAction"],
-                resources=[f"arn:aws:budgets::{account}:budget/{budget_prefix}*"],
+                actions=[*OWNER_ONLY, "ec2:DeleteTags"],
+                resources=machines,
+                conditions={"StringNotEquals": {f"aws:ResourceTag/{OWNER_TAG}": me}},
+            ),
+            iam.PolicyStatement(
+                sid="DenyRetaggingOthersMachines",
+                effect=iam.Effect.DENY,
+                actions=["ec2:CreateTags"],
+                resources=machines,
+                conditions={
+                    "Null": {f"aws:ResourceTag/{OWNER_TAG}": "false"},
+                    "StringNotEquals": {f"aws:ResourceTag/{OWNER_TAG}": me},
+                },
+            ),
+            iam.PolicyStatement(
+                sid="DenyCreatingWithoutOwnOwnerTag",
+                effect=iam.Effect.DENY,
+                actions=["ec2:RunInstances", "ec2:CreateVolume"],
+                resources=machines[:2],
+                conditions={"StringNotEquals": {f"aws:RequestTag/{OWNER_TAG}": me}},
+            ),
+            iam.PolicyStatement(
+                sid="DenyOthersNameAndPlatformTagKeys",
+                effect=iam.Effect.DENY,
+                actions=["ec2:CreateTags"],
+                resources=["*"],
+                conditions={
+                    "ForAnyValue:StringEquals": {"aws:TagKeys": [OWNER_TAG]},
+                    "StringNotEquals": {f"aws:RequestTag/{OWNER_TAG}": me},
+                },
+            ),
+            # The platform's own resources are closed to tagging above; on EC2 (security groups included) the
+            # `mlbase:` keys are the platform's word: researchers write none of them, even on their own things.
+            iam.PolicyStatement(
+                sid="DenyPlatformTagKeys",
+                effect=iam.Effect.DENY,
+                actions=["ec2:CreateTags", "ec2:DeleteTags"],
+                resources=["*"],
+                conditions={"ForAnyValue:StringLike": {"aws:TagKeys": [PLATFORM_TAG_KEYS]}},
             ),
         ]
+        if instance_types:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="DenyUnlistedInstanceTypes",
+                    effect=iam.Effect.DENY,
+                    actions=["ec2:RunInstances"],
+                    resources=machines[:1],
+                    conditions={"StringNotLike": {"ec2:InstanceType": list(instance_types)}},
+                )
+            )
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",

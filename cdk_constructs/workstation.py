@@ -71,6 +71,8 @@ class Workstation(Construct):
             role=self.role,
             security_group=security_group,
             require_imdsv2=True,
+            # The root volume carries Owner too: the research boundary lets only the owner detach or snapshot it.
+            propagate_tags_to_volume_on_creation=True,
             detailed_monitoring=True,
             ssm_session_permissions=False,
             block_devices=[

@@ -13,6 +13,7 @@ from aws_cdk import CfnOutput, Duration, Stack, Stage
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from cdk_constructs.account_audit import TRAIL_LOG_GROUP_NAME
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.research_boundary import ResearchBoundary
 from stacks.config import Platform, PlatformConfig
@@ -73,8 +74,12 @@ def mfa_conditions(max_age_seconds: int) -> dict[str, dict[str, str]]:
     }
 
 
+# Roles whose sessions must name the person: research policies compare `aws:SourceIdentity` with `Owner` tags.
+NAMED_SESSIONS = (RESEARCH_DEVELOPER,)
+
+
 def protected_role_patterns(cfg: PlatformConfig, *, stack_prefix: str) -> tuple[str, ...]:
-    """Role names (IAM wildcards allowed) that researchers may neither change, pass nor assume.
+    """Role names (IAM wildcards allowed) that researchers may neither create, change, pass nor assume.
 
     `stack_prefix` is the stage's stack-name prefix: CloudFormation names generated roles `<stack>-<id>-<suffix>`.
     """
@@ -111,10 +116,11 @@ class AccessStack(Stack):
             "Boundary",
             policy_name=boundary_name(cfg),
             account=account,
+            project=cfg.project,
             protected_roles=protected_role_patterns(cfg, stack_prefix=stack_prefix),
             protected_stack_prefix=stack_prefix,
-            policy_prefix=f"{cfg.project}-",
-            budget_prefix=f"{cfg.project}-",
+            log_groups=[TRAIL_LOG_GROUP_NAME],
+            instance_types=cfg.workbench.researcher_instance_types,
         )
         self.roles: dict[str, iam.Role] = {}
         managed = {
@@ -161,17 +167,32 @@ class AccessStack(Stack):
         boundary: iam.IManagedPolicy | None,
     ) -> iam.Role:
         conditions = mfa_conditions(cfg.access.mfa_max_age_seconds)
-        principals = [iam.ArnPrincipal(user_arn(cfg, name)).with_conditions(conditions) for name in members]
+        named = role in NAMED_SESSIONS
         created = iam.Role(
             self,
             role,
             role_name=role_name(cfg, role),
             description=description,
-            assumed_by=iam.CompositePrincipal(*principals),
+            assumed_by=iam.ArnPrincipal(user_arn(cfg, members[0])),
             max_session_duration=Duration.hours(cfg.access.max_session_hours),
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(name) for name in managed],
             permissions_boundary=boundary,
         )
+        # One statement per person: a named session must carry that person's own name as its source identity, so
+        # research policies can say "only your own" (CDK's principals cannot add sts:SetSourceIdentity).
+        trust_doc = iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    actions=["sts:AssumeRole", "sts:SetSourceIdentity"] if named else ["sts:AssumeRole"],
+                    principals=[iam.ArnPrincipal(user_arn(cfg, name))],
+                    conditions=({**conditions, "StringEquals": {"sts:SourceIdentity": name}} if named else conditions),
+                )
+                for name in members
+            ]
+        )
+        cfn_role = created.node.default_child
+        assert isinstance(cfn_role, iam.CfnRole)
+        cfn_role.assume_role_policy_document = trust_doc
         for name in managed:
             acknowledge(
                 created,

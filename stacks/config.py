@@ -332,6 +332,30 @@ class Slack(Model):
     channel: SlackChannelId | None = None
 
 
+InstanceTypePattern = Annotated[
+    str,
+    _matching(r"[a-z][a-z0-9-]*(\.[a-z0-9*]+|\.\*|\*)", "must be an instance type or pattern like g5.* or g5.xlarge"),
+]
+DEFAULT_RESEARCHER_INSTANCE_TYPES: tuple[str, ...] = (
+    "t3.*",
+    "t3a.*",
+    "m6i.*",
+    "m7i.*",
+    "c6i.*",
+    "c7i.*",
+    "r6i.*",
+    "g4dn.xlarge",
+    "g4dn.2xlarge",
+    "g4dn.4xlarge",
+    "g5.xlarge",
+    "g5.2xlarge",
+    "g5.4xlarge",
+    "g6.xlarge",
+    "g6.2xlarge",
+    "g6.4xlarge",
+)
+
+
 class Workbench(Model):
     idle_check_hours: int = Field(default=3, ge=1, le=24)
     lookback_hours: int = Field(default=3, ge=1, le=24)
@@ -342,6 +366,9 @@ class Workbench(Model):
     admins: tuple[SlackUserId, ...] = ()
     hourly_prices_usd: dict[str, float] = Field(default_factory=dict)
     fallback_instance_types: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Instance types researchers may launch themselves (IAM wildcards). The default leaves out the largest GPU
+    # machines (p4d, p5, g5.48xlarge, ...): list them here to allow them. Empty: no restriction.
+    researcher_instance_types: tuple[InstanceTypePattern, ...] = DEFAULT_RESEARCHER_INSTANCE_TYPES
 
 
 class PhotoService(Model):

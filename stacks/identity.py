@@ -86,7 +86,14 @@ class IdentityStack(Stack):
                         actions=["sts:AssumeRole"],
                         resources=[role_arn(cfg, role) for role in roles],
                         conditions={"Bool": {"aws:MultiFactorAuthPresent": "true"}},
-                    )
+                    ),
+                    # A session names the person: each user may set only their own name as its source identity.
+                    iam.PolicyStatement(
+                        sid="NameResearchSessionsAfterOneself",
+                        actions=["sts:SetSourceIdentity"],
+                        resources=[role_arn(cfg, role) for role in roles],
+                        conditions={"StringEquals": {"sts:SourceIdentity": "${aws:username}"}},
+                    ),
                 ],
             )
 

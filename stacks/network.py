@@ -185,6 +185,7 @@ class ResearchNetworkStack(ZonedStack):
             vpc=self.research_vpc,
             subnets=self.research.private_subnets(),
             role_name=net.peering.accepter_role_name,
+            policy_name=f"{cfg.project}-PeeringAccepter",
             requester_account=cfg.accounts.production.account_id,
             requester_cidr=net.management.cidr,
             connected=net.peering.research_vpc_id is not None,

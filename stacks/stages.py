@@ -60,6 +60,7 @@ class ResearchStage(Stage):
             platform=platform,
             vpc=self.network.research_vpc,
             notifications=self.guardrails.notifications_topic,
+            slack_readers=[self.guardrails.notifications.notifier_role],
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigw
@@ -24,7 +25,9 @@ from constructs import Construct
 from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
+from cdk_constructs.secret_policy import restrict_secret
 from cdk_constructs.workstation import MANAGED_TAG, Workstation
+from stacks.access import PLATFORM_ADMIN, role_arn
 from stacks.base import ZonedStack
 from stacks.config import Platform, PlatformConfig
 from stacks.gpu_versions import load_ami_versions
@@ -50,7 +53,14 @@ class WorkbenchStack(ZonedStack):
     """A GPU workstation per researcher in the roster, the idle monitor and the /gpu Slack bot."""
 
     def __init__(
-        self, scope: Construct, id_: str, *, platform: Platform, vpc: ec2.IVpc, notifications: sns.ITopic
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        platform: Platform,
+        vpc: ec2.IVpc,
+        notifications: sns.ITopic,
+        slack_readers: Sequence[iam.IRole] = (),
     ) -> None:
         super().__init__(
             scope,
@@ -196,6 +206,12 @@ class WorkbenchStack(ZonedStack):
                     "Secrets referenced by name carry a random six-character suffix in their ARN.",
                 ),
             )
+        # Only the functions that read them, and platform admins, may touch the Slack secrets.
+        admins = [role_arn(cfg, PLATFORM_ADMIN)]
+        restrict_secret(self, "SlackSecretPolicy", secret_name=cfg.slack.secret_name, admin_role_arns=admins,
+                        readers=[*slack_readers, self.idle_monitor.role, self.jobs.role])  # fmt: skip
+        restrict_secret(self, "SigningSecretPolicy", secret_name=cfg.slack.signing_secret_name,
+                        admin_role_arns=admins, readers=[self.bot.role, self.jobs.role])  # fmt: skip
         CfnOutput(self, "SlackCommandUrl", value=f"{self.bot_api.api_endpoint}/slack/commands",
                   description="Request URL for the /gpu slash command in the Slack app")  # fmt: skip
 

@@ -87,8 +87,10 @@ def test_each_group_may_assume_exactly_its_research_roles_with_mfa(
 ) -> None:
     policy = managed_policy(identity, f"mlbase-{group}ResearchAccess")
     assert [g["Ref"] for g in policy["Groups"]] == [group_logical_ids(identity)[group]]
-    (statement,) = policy["PolicyDocument"]["Statement"]
+    statement, naming = policy["PolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRole"
+    assert naming["Action"] == "sts:SetSourceIdentity"
+    assert naming["Condition"] == {"StringEquals": {"sts:SourceIdentity": "${aws:username}"}}
     resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
     assert sorted(resources) == [f"arn:aws:iam::{RESEARCH}:role/mlbase-{r}" for r in roles]
     assert statement["Condition"] == {"Bool": {"aws:MultiFactorAuthPresent": "true"}}

@@ -67,6 +67,7 @@ class Target:
     arn: str
     account: str
     policy: Any | None = None
+    context: Mapping[str, str | list[str]] = field(default_factory=dict)  # e.g. the resource's own tags
 
 
 Who = Callable[[Assembly], Party]
@@ -277,12 +278,22 @@ def outside_role(account_of: str, name: str, policies: Sequence[str] = ("Adminis
     return build
 
 
-def at(path: str, suffix: str = "") -> What:
-    """The resource at a construct path (plus an object key or sub-path), with its resource policy."""
+def at(path: str, suffix: str = "", *, with_tags: bool = False, stack_tag: bool = False) -> What:
+    """The resource at a construct path (plus an object key or sub-path), with its resource policy.
+
+    `with_tags`: the tags its template gives it, as `aws:ResourceTag/<key>` (for requests whose action takes them).
+    `stack_tag`: the `aws:cloudformation:stack-name` tag that CloudFormation puts on every resource it creates.
+    """
 
     def build(asm: Assembly) -> Target:
         res = asm.at(path)
-        return Target(arn=asm.arn(res) + suffix, account=res.stack.account, policy=resource_policy(asm, res))
+        context: dict[str, str | list[str]] = {}
+        if with_tags:
+            template_tags = asm.resolve(res.stack, res.props.get("Tags", []))
+            context = {f"aws:ResourceTag/{t['Key']}": str(t["Value"]) for t in template_tags}
+        if stack_tag:
+            context["aws:ResourceTag/aws:cloudformation:stack-name"] = res.stack.name
+        return Target(asm.arn(res) + suffix, res.stack.account, resource_policy(asm, res), context)
 
     return build
 
@@ -355,7 +366,7 @@ def _node() -> str:
 
 def simulation(asm: Assembly, case: Case) -> dict[str, Any]:
     party, target = case.who(asm), case.target(asm)
-    context = {**party.context, **case.context}
+    context = {**party.context, **target.context, **case.context}
     ec = case.encryption_context
 
     def policies(items: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:
