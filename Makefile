@@ -54,8 +54,8 @@ demo: deps ## run the photo pipeline locally against moto on 127.0.0.1
 bench: $(STAMP)/venv ## worker throughput benchmark (decode, model, end to end)
 	$(PY) -m worker.bench
 
-simulate: $(STAMP)/venv ## scaling simulator on the built-in traffic profiles
-	$(PY) -m tools.scaling_sim $(ARGS)
+simulate: $(STAMP)/venv ## scaling simulator gate; without ARGS also regenerates docs/scaling.{md tables,png}
+	$(PY) -m tools.scaling_sim $(if $(ARGS),$(ARGS),--write-docs)
 
 ifneq ($(filter preflight,$(MAKECMDGOALS)),)
 ifndef PROFILE

@@ -436,6 +436,12 @@ class Scaling(Model):
     scale_in_idle_minutes: int = Field(default=15, ge=1, le=1440)
     # Measured per task with `python -m worker.bench` on the target instance type.
     images_per_second_per_task: float = Field(gt=0, le=100_000)
+    # Other instance types of capacity.instance_types that classify at another rate (a slower fallback).
+    images_per_second_by_instance_type: dict[InstanceType, Annotated[float, Field(gt=0, le=100_000)]] = Field(
+        default_factory=dict
+    )
+    # From zero tasks: `sla` waits while the SLA leaves room to gather photos, `immediate` wakes on the first one.
+    wake: Literal["sla", "immediate"] = "sla"
 
 
 class Simulation(Model):
@@ -447,6 +453,8 @@ class Simulation(Model):
     image_pull_seconds: int = Field(default=90, ge=0, le=3600)
     task_start_seconds: int = Field(default=30, ge=0, le=3600)
     gpu_hourly_usd: float = Field(default=1.006, gt=0, le=1000)
+    # Chance per hour that a spot host gets its two-minute interruption notice.
+    spot_interruptions_per_hour: float = Field(default=0.0, ge=0, le=1)
 
 
 class WorkerConfig(Model):
@@ -523,6 +531,14 @@ def load_worker(path: Path | str) -> WorkerConfig:
             worker.scaling.min_tasks,
             f"must not exceed scaling.max_tasks ({worker.scaling.max_tasks})",
         )
+    for instance_type in worker.scaling.images_per_second_by_instance_type:
+        if instance_type not in worker.capacity.instance_types:
+            raise ConfigError(
+                file,
+                f"scaling.images_per_second_by_instance_type.{instance_type}",
+                instance_type,
+                f"must be one of capacity.instance_types ({', '.join(worker.capacity.instance_types)})",
+            )
     if worker.queue.dead_letter_retention_days < worker.queue.retention_days:
         raise ConfigError(
             file,

@@ -6,19 +6,25 @@ Resolution: a fixed tick (TICK_SECONDS, 10 s). Within a tick, in this order:
    (visible, not visible, age of oldest, desired and running tasks); it reaches CloudWatch metric_delay later;
 3. every minute each alarm looks at the datapoints that have arrived; Application Auto Scaling invokes the
    policy of every alarm in ALARM (once a minute while it stays there) and applies cooldowns;
-4. the ECS service starts tasks up to the desired count (a free host: start at once, a host still booting:
-   when it is up, none: launch one, boot + register, pull the image, start) or stops the surplus (tasks not yet
-   started first; a busy task finishes the batch it holds, as ECS task scale-in protection makes it do);
-5. photos of the minute arrive, spread evenly over its ticks;
-6. every running task processes images_per_second * tick photos, oldest first; a photo's wait is the end of
-   the tick it finishes in minus its arrival;
-7. hosts are billed while booting or up; one left empty for HOST_IDLE_SECONDS is terminated.
+4. a spot host whose interruption notice comes (seeded, `spot_interruptions_per_hour`) loses its task at once
+   (the worker releases its messages back to the queue on SIGTERM) and is billed two more minutes;
+5. the ECS service starts tasks up to the desired count (a free host: start at once, a host still booting:
+   when it is up, none: launch one, boot + register, pull the image, start) or stops the surplus: tasks not yet
+   started first, then running tasks that hold no messages; a task holding messages has ECS task scale-in
+   protection and is stopped only once it holds none;
+6. photos of the minute arrive, spread evenly over its ticks;
+7. every running task processes its host's rate * tick photos, oldest first; a photo's wait is the end of
+   the tick it finishes in minus its arrival. A host's rate is its instance type's: on-demand hosts are the
+   first type (the group's prioritized on-demand strategy), spot hosts take the types in turn (a stand-in for
+   price-capacity-optimized spreading over pools);
+8. hosts are billed while booting or up; one left empty for HOST_IDLE_SECONDS is terminated.
 Waits are therefore exact to one tick. A day is 8,640 ticks; the loop is plain Python over at most max_tasks
 tasks and runs in well under a second.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ import numpy.typing as npt
 
 from cdk_constructs.sla_scaling import MetricQuery, ScalingPolicy, StepPolicy, TargetTracking
 from stacks.config import WorkerConfig
+from tools.scaling_sim import oracle as host_oracle
 from tools.scaling_sim.metricmath import evaluate
 
 TICK_SECONDS = 10
@@ -37,16 +44,18 @@ HOST_IDLE_SECONDS = 900
 SQS_SLEEP_AFTER_SECONDS = 6 * 3600
 SQS_RESUME_SECONDS = 900
 ALARM_EVALUATION_SECONDS = 60
+SPOT_NOTICE_SECONDS = 120
 
 # (namespace, metric name) -> the snapshot field the simulator reports for it.
 METRIC_SOURCES = {
     ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): "visible",
     ("AWS/SQS", "ApproximateNumberOfMessagesNotVisible"): "inflight",
     ("AWS/SQS", "ApproximateAgeOfOldestMessage"): "age",
+    ("AWS/SQS", "NumberOfMessagesSent"): "sent",
     ("ECS/ContainerInsights", "DesiredTaskCount"): "desired",
     ("ECS/ContainerInsights", "RunningTaskCount"): "running",
 }
-SQS_FIELDS = frozenset({"visible", "inflight", "age"})
+SQS_FIELDS = frozenset({"visible", "inflight", "age", "sent"})
 
 Floats = npt.NDArray[np.float64]
 
@@ -67,14 +76,33 @@ class Params:
     task_start_seconds: int
     gpus_per_task: int
     gpu_hourly_usd: float
+    # Rate of each instance type in the group's order (default: images_per_second for one type).
+    instance_rates: tuple[float, ...] = ()
+    on_demand_base: int = 0
+    on_demand_percentage_above_base: int = 100
+    spot_interruptions_per_hour: float = 0.0
+    seed: int = 0
     tick_seconds: int = TICK_SECONDS
     host_idle_seconds: int = HOST_IDLE_SECONDS
     sqs_sleep_after_seconds: int = SQS_SLEEP_AFTER_SECONDS
     sqs_resume_seconds: int = SQS_RESUME_SECONDS
 
+    @property
+    def rates(self) -> tuple[float, ...]:
+        return self.instance_rates or (self.images_per_second,)
+
+    @property
+    def startup_seconds(self) -> int:
+        """From launching a fresh host to its task classifying."""
+        return self.instance_launch_seconds + self.image_pull_seconds + self.task_start_seconds
+
     @classmethod
     def from_worker(cls, worker: WorkerConfig) -> Params:
-        sim = worker.simulation
+        sim, scaling = worker.simulation, worker.scaling
+        rates = tuple(
+            scaling.images_per_second_by_instance_type.get(t, scaling.images_per_second_per_task)
+            for t in worker.capacity.instance_types
+        )
         return cls(
             sla_seconds=worker.sla_minutes * 60,
             images_per_second=worker.scaling.images_per_second_per_task,
@@ -88,6 +116,10 @@ class Params:
             task_start_seconds=sim.task_start_seconds,
             gpus_per_task=worker.gpu_count,
             gpu_hourly_usd=sim.gpu_hourly_usd,
+            instance_rates=rates,
+            on_demand_base=worker.capacity.on_demand_base,
+            on_demand_percentage_above_base=worker.capacity.on_demand_percentage_above_base,
+            spot_interruptions_per_hour=sim.spot_interruptions_per_hour,
         )
 
 
@@ -118,6 +150,7 @@ class Outcome:
     peak_tasks: int
     zero_minutes: float
     tasks_needed: int | None = None
+    interruptions: int = 0
     series: Series | None = field(default=None, compare=False, repr=False)
 
     def row(self) -> dict[str, object]:
@@ -136,6 +169,7 @@ class Outcome:
             "peak_tasks": self.peak_tasks,
             "zero_minutes": round(self.zero_minutes, 1),
             "tasks_needed": self.tasks_needed,
+            "spot_interruptions": self.interruptions,
         }
 
 
@@ -202,9 +236,13 @@ class Queue:
 @dataclass(eq=False)
 class Host:
     ready_at: float
+    rate: float = 0.0
+    spot: bool = False
     pulled: bool = False
     task: Task | None = None
     idle_since: float = 0.0
+    interrupt_at: float = math.inf  # the spot interruption notice
+    gone_at: float = math.inf  # terminated after the notice: billed until then, takes no task
 
 
 @dataclass(eq=False)
@@ -221,6 +259,9 @@ class Fleet:
         self.desired = desired
         self.tasks: list[Task] = []
         self.hosts: list[Host] = []
+        self.spot_launched = 0
+        self.interruptions = 0
+        self.rng = np.random.default_rng(params.seed)
 
     def running(self, now: float) -> list[Task]:
         return [task for task in self.tasks if task.ready_at <= now]
@@ -228,46 +269,80 @@ class Fleet:
     def reconcile(self, now: float, queue: Queue) -> None:
         while len(self.tasks) < self.desired:
             self.tasks.append(self._place(now))
-        while len(self.tasks) > self.desired:
-            self._stop(self._surplus(now), now, queue)
+        surplus = len(self.tasks) - self.desired
+        if surplus <= 0:
+            return
+        waiting = sorted((t for t in self.tasks if t.ready_at > now), key=lambda t: t.ready_at, reverse=True)
+        for task in waiting[:surplus]:
+            self._stop(task, now)
+        surplus -= min(surplus, len(waiting))
+        if surplus <= 0:
+            return
+        running = self.running(now)
+        # Scale-in protection: only the tasks without messages in hand can be stopped.
+        holding = min(len(running), math.ceil(queue.total / self.params.batch_size - 1e-9))
+        for task in running[len(running) - min(surplus, len(running) - holding) :]:
+            self._stop(task, now)
 
     def _place(self, now: float) -> Task:
         p = self.params
-        free = [host for host in self.hosts if host.task is None]
+        free = [host for host in self.hosts if host.task is None and host.gone_at == math.inf]
         # Prefer a host that is up, then the one that comes up first.
         host = min(free, key=lambda h: h.ready_at) if free else None
         if host is None:
-            host = Host(ready_at=now + p.instance_launch_seconds)
-            self.hosts.append(host)
+            host = self._launch(now)
         # An image already on the host starts from the local cache.
         pull = 0 if host.pulled else p.image_pull_seconds
         task = Task(ready_at=max(now, host.ready_at) + pull + p.task_start_seconds, host=host)
         host.task, host.pulled = task, True
         return task
 
-    def _surplus(self, now: float) -> Task:
-        waiting = [task for task in self.tasks if task.ready_at > now]
-        if waiting:
-            return max(waiting, key=lambda t: t.ready_at)
-        return self.tasks[-1]
-
-    def _stop(self, task: Task, now: float, queue: Queue) -> None:
+    def _launch(self, now: float) -> Host:
         p = self.params
+        live = [h for h in self.hosts if h.gone_at == math.inf]
+        on_demand = sum(1 for h in live if not h.spot)
+        above = len(live) + 1 - p.on_demand_base
+        spot = on_demand >= p.on_demand_base and (on_demand - p.on_demand_base + 1) * 100 > (
+            p.on_demand_percentage_above_base * above
+        )
+        rate = p.rates[0]
+        host = Host(ready_at=now + p.instance_launch_seconds, spot=spot)
+        if spot:
+            rate = p.rates[self.spot_launched % len(p.rates)]
+            self.spot_launched += 1
+            if p.spot_interruptions_per_hour > 0:
+                host.interrupt_at = now + float(self.rng.exponential(3600 / p.spot_interruptions_per_hour))
+        host.rate = rate
+        self.hosts.append(host)
+        return host
+
+    def _stop(self, task: Task, now: float) -> None:
         self.tasks.remove(task)
         task.host.task = None
         task.host.idle_since = max(now, task.host.ready_at)
-        if task.ready_at > now or queue.total <= 0:
-            return
-        batch = min(float(p.batch_size), queue.total)
-        if batch / p.images_per_second > p.stop_timeout_seconds:
-            # Killed mid-batch: its messages reappear when their visibility timeout ends.
-            queue.hide(batch, now + p.visibility_timeout_seconds)
+
+    def interrupt_spot(self, now: float, queue: Queue) -> None:
+        """Spot hosts whose notice comes now: the task stops (its messages go back on the queue, or reappear after
+        the visibility timeout when its batch outlasts the stop timeout) and the host goes two minutes later."""
+        p = self.params
+        for host in self.hosts:
+            if host.interrupt_at > now or host.gone_at < math.inf:
+                continue
+            host.gone_at = now + SPOT_NOTICE_SECONDS
+            self.interruptions += 1
+            task = host.task
+            if task is None:
+                continue
+            self._stop(task, now)
+            if task.ready_at <= now and queue.total > 0 and p.batch_size / host.rate > p.stop_timeout_seconds:
+                queue.hide(min(float(p.batch_size), queue.total), now + p.visibility_timeout_seconds)
 
     def retire_idle_hosts(self, now: float) -> None:
         self.hosts = [
             h
             for h in self.hosts
-            if h.task is not None or now - max(h.idle_since, h.ready_at) < self.params.host_idle_seconds
+            if now < h.gone_at
+            and (h.task is not None or now - max(h.idle_since, h.ready_at) < self.params.host_idle_seconds)
         ]
 
 
@@ -412,6 +487,7 @@ def simulate(
     last_active = 0.0  # the queue is awake when the run starts; only silence within the run puts it to sleep
     sqs_resumes_at = -math.inf
     last_done = 0.0
+    sent = 0.0
 
     for i in range(n_ticks):
         now = float(i * dt)
@@ -433,8 +509,11 @@ def simulate(
                 "age": queue.oldest_age(now) if sqs_up else None,
                 "desired": float(fleet.desired),
                 "running": float(len(running)),
+                # Messages sent during the period now ending (a Sum over the period).
+                "sent": round(sent, 6) if sqs_up else None,
             }
             pending.append((now + p.metric_delay_seconds, snapshot))
+            sent = 0.0
         while pending and pending[0][0] <= now:
             scaler.observe(pending.popleft()[1])
         if (i * dt) % ALARM_EVALUATION_SECONDS == 0:
@@ -442,20 +521,20 @@ def simulate(
             if desired != fleet.desired:
                 scale_events += 1
                 fleet.desired = desired
+        fleet.interrupt_spot(now, queue)
         fleet.reconcile(now, queue)
 
         if arrivals > 0:
             if now - last_active >= p.sqs_sleep_after_seconds:
                 sqs_resumes_at = now + p.sqs_resume_seconds
             queue.add(now, arrivals)
+            sent += arrivals
         if queue.total > 0 or queue.hidden:
             last_active = now
         age[i] = queue.oldest_age(now)
 
         end = now + dt
-        capacity = sum(
-            p.images_per_second * (end - max(task.ready_at, now)) for task in fleet.tasks if task.ready_at < end
-        )
+        capacity = sum(task.host.rate * (end - max(task.ready_at, now)) for task in fleet.tasks if task.ready_at < end)
         last_done = 0.0
         for arrival, count in queue.take(capacity):
             waits[round((end - arrival) / dt)] += count
@@ -478,6 +557,7 @@ def simulate(
         scale_events,
         queue,
         n_ticks,
+        fleet.interruptions,
     )
 
 
@@ -494,6 +574,7 @@ def _outcome(
     scale_events: int,
     queue: Queue,
     n_ticks: int,
+    interruptions: int,
 ) -> Outcome:
     dt = p.tick_seconds
     sla_ticks = p.sla_seconds // dt
@@ -513,6 +594,7 @@ def _outcome(
         scale_events=scale_events,
         peak_tasks=int(running.max(initial=0)),
         zero_minutes=float((desired == 0).sum() * dt / 60),
+        interruptions=interruptions,
         series=Series(seconds=np.arange(n_ticks, dtype=np.float64) * dt, age=age, running=running, desired=desired),
     )
 
@@ -574,33 +656,42 @@ def tasks_needed(per_minute: Floats, params: Params, drain_ticks: int, limit: in
 
 
 def oracle(per_minute: Floats, params: Params, max_tasks: int, *, profile: str = "") -> Outcome:
-    """A lower bound no real policy can beat: perfect foresight and capacity that appears the instant it is needed.
-
-    GPU-hours: every photo must be processed and a task does images_per_second, so total / images_per_second is
-    the least GPU time any policy spends; with instant capacity it is also enough (run tasks only while there is
-    work, up to max_tasks). Ages: photos served oldest first by max_tasks always-ready tasks, the smallest
-    possible. `tasks_needed`: the fewest always-ready tasks that keep every photo within the SLA; above max_tasks
-    the SLA cannot be met with this max_tasks whatever the policy.
+    """The host-aware lower bound (`tools.scaling_sim.oracle`): the fewest GPU-hours any schedule can spend on this
+    traffic, knowing it in advance, with whole hosts of the fastest instance type, their start-up time, per-second
+    billing and every photo within the SLA. Infeasible traffic (no schedule within max_tasks meets the SLA) gives
+    infinite GPU-hours. `tasks_needed`: the fewest always-ready tasks that keep every photo within the SLA.
     """
     p = params
+    fastest = dataclasses.replace(p, images_per_second=max(p.rates), instance_rates=())
+    result = host_oracle.solve(
+        per_minute,
+        sla_seconds=p.sla_seconds,
+        images_per_second=fastest.images_per_second,
+        startup_seconds=p.startup_seconds,
+        max_tasks=max_tasks,
+    )
+    gpu_hours = result.bound_host_seconds / 3600 * p.gpus_per_task
+    ticks_per_minute = 60 // p.tick_seconds
+    hosts = np.repeat(result.hosts, ticks_per_minute)
     drain_ticks = 2 * p.sla_seconds // p.tick_seconds
-    waits, age, busy = fifo_waits(per_minute, p, max_tasks, drain_ticks)
-    gpu_hours = float(per_minute.sum()) / p.images_per_second / 3600 * p.gpus_per_task
     return Outcome(
         policy="oracle",
         profile=profile,
         photos=float(per_minute.sum()),
-        max_age_s=float(age.max(initial=0.0)),
-        p99_age_s=float(np.percentile(age, 99)),
-        p99_latency_s=percentile_of_histogram(waits, 99) * p.tick_seconds,
-        over_sla=round(_late(waits, p)),
+        max_age_s=math.nan,
+        p99_age_s=math.nan,
+        p99_latency_s=math.nan,
+        over_sla=0 if result.feasible else -1,
         gpu_hours=gpu_hours,
         cost_usd=gpu_hours * p.gpu_hourly_usd,
         scale_events=0,
-        peak_tasks=math.ceil(float(busy.max(initial=0.0)) - 1e-9),
-        zero_minutes=float((busy == 0).sum() * p.tick_seconds / 60),
-        tasks_needed=tasks_needed(per_minute, p, drain_ticks),
+        peak_tasks=math.ceil(float(hosts.max(initial=0.0)) - 1e-6),
+        zero_minutes=float((result.hosts <= 1e-6).sum()),
+        tasks_needed=tasks_needed(per_minute, fastest, drain_ticks),
         series=Series(
-            seconds=np.arange(len(age), dtype=np.float64) * p.tick_seconds, age=age, running=busy, desired=busy
+            seconds=np.arange(len(hosts), dtype=np.float64) * p.tick_seconds,
+            age=np.full(len(hosts), math.nan),
+            running=hosts,
+            desired=hosts,
         ),
     )

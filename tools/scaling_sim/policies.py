@@ -9,6 +9,8 @@
   no task runs, without which a fleet at zero never starts.
 - `deployed`: whatever `cdk_constructs.sla_scaling.derive_policy` returns for the worker, looked up at call time
   so the simulator runs the construct's code path, never a copy.
+- `immediate`: the same with the worker's `scaling.wake` set to `immediate` (wake on the first photo), for
+  services that prefer latency to cost.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cdk_constructs.sla_scaling import (
 )
 from stacks.config import WorkerConfig
 
-POLICY_NAMES = ("age-step", "backlog-target", "deployed")
+POLICY_NAMES = ("deployed", "immediate", "age-step", "backlog-target")
 
 
 def age_step(worker: WorkerConfig) -> ScalingPolicy:
@@ -108,7 +110,11 @@ def deployed(worker: WorkerConfig) -> ScalingPolicy:
     return sla_scaling.derive_policy(worker)
 
 
+def immediate(worker: WorkerConfig) -> ScalingPolicy:
+    return deployed(worker.model_copy(update={"scaling": worker.scaling.model_copy(update={"wake": "immediate"})}))
+
+
 def build(name: str, worker: WorkerConfig) -> ScalingPolicy:
     """The named policy for `worker`."""
-    builders = {"age-step": age_step, "backlog-target": backlog_target, "deployed": deployed}
+    builders = {"age-step": age_step, "backlog-target": backlog_target, "deployed": deployed, "immediate": immediate}
     return builders[name](worker)

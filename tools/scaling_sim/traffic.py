@@ -68,13 +68,58 @@ def quiet_night() -> Traffic:
     return Traffic("quiet-night", per_minute, "tail, 7 h silent, 1 photo at 07:00, morning ramp from 08:00")
 
 
+def trickle() -> Traffic:
+    """15 photos spread over a day, a few close together: the case where a woken host costs most per photo."""
+    per_minute = np.zeros(24 * 60)
+    for minute in (35, 140, 170, 330, 500, 515, 690, 760, 905, 950, 1010, 1130, 1240, 1300, 1390):
+        per_minute[minute] = 1.0
+    return Traffic("trickle", per_minute, "24 h, 15 photos")
+
+
+def two_bursts() -> Traffic:
+    """Two short bursts onto an idle service, 90 minutes apart."""
+    per_minute = np.zeros(4 * 60)
+    per_minute[10:15] = 40_000.0
+    per_minute[100:105] = 39_200.0
+    return Traffic("two-bursts", per_minute, "396,000 photos in two 5-minute bursts 90 min apart, idle between")
+
+
 PROFILES: dict[str, Callable[[], Traffic]] = {
     "steady": steady,
     "daily": daily,
     "burst": burst,
     "backfill": backfill,
     "quiet-night": quiet_night,
+    "trickle": trickle,
+    "two-bursts": two_bursts,
 }
+
+
+def random_day(seed: int) -> Traffic:
+    """A seeded random day: a diurnal curve (quiet night, morning ramp, lunch, evening peak) with its scale, shape
+    and timing drawn at random, some nights near silent, a few bursts, and Poisson arrivals per minute.
+
+    Peaks range over 500-100,000 photos a minute (log-uniform), so some days never need more than one host and
+    others need the whole fleet; the same seed always gives the same day.
+    """
+    rng = np.random.default_rng(seed)
+    peak = float(np.exp(rng.uniform(np.log(500.0), np.log(100_000.0))))
+    night = peak * (0.0 if rng.random() < 0.5 else rng.uniform(0.01, 0.1))
+    evening = rng.uniform(18.0, 21.5)
+    hours = [0.0, rng.uniform(1.5, 3.0), rng.uniform(5.0, 6.5), rng.uniform(8.0, 10.0), rng.uniform(11.5, 13.0),
+             rng.uniform(14.0, 16.5), evening, evening + rng.uniform(0.5, 2.0), 23.0, 24.0]  # fmt: skip
+    levels = [0.3, 0.0, 0.0, 0.4, rng.uniform(0.3, 0.7), 0.35, 1.0, 1.0, 0.35, 0.3]
+    rate = np.interp(np.arange(24 * 60) / 60.0, hours, levels) * peak
+    rate[(rate < night) & (np.arange(24 * 60) < 8 * 60)] = night  # the floor of a night that is not silent
+    for _ in range(rng.integers(0, 4)):
+        start, length = int(rng.integers(0, 23 * 60)), int(rng.integers(3, 20))
+        rate[start : start + length] += float(np.exp(rng.uniform(np.log(2_000.0), np.log(60_000.0))))
+    per_minute = rng.poisson(rate).astype(np.float64)
+    return Traffic(
+        f"random-{seed}",
+        per_minute,
+        f"seeded random day {seed}: peak {peak:,.0f} photos/min, {per_minute.sum():,.0f} photos",
+    )
 
 
 def read_csv(path: Path) -> Traffic:
