@@ -17,10 +17,11 @@ import pytest
 
 from stacks.config import DEFAULT_CONFIG, Platform, load_platform
 from tests.infra.conftest import synth_variant
+from tools.deploy_plan import __main__ as deploy_plan_cli
 from tools.deploy_plan.assembly import Assembly, Stack, needs, produces, read_assembly
 from tools.deploy_plan.check import check_plan
 from tools.deploy_plan.plan import RESEARCH_VPC_FIELD, Item, Plan, Step, deploy_plan
-from tools.deploy_plan.readme import README, with_steps
+from tools.deploy_plan.readme import BEGIN, README, with_steps
 
 PROD, RESEARCH, REGION = "111111111111", "222222222222", "ap-northeast-1"
 ACCOUNTS = {"production": PROD, "research": RESEARCH}
@@ -252,3 +253,16 @@ def test_the_readme_deploy_steps_are_the_rendered_plan() -> None:
     assert with_steps(text, deploy_plan(load_platform(DEFAULT_CONFIG))) == text, (
         "README.md's deploy steps drifted from tools/deploy_plan/plan.py: run python -m tools.deploy_plan readme"
     )
+
+
+def test_readme_command_rewrites_a_drifted_section_and_check_fails_until_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "README.md"
+    copy.write_text(README.read_text(encoding="utf-8").replace(BEGIN, BEGIN + "\n0. **A step nobody planned**"))
+    monkeypatch.setattr(deploy_plan_cli, "README", copy)
+    assert deploy_plan_cli.main(["readme", "--check"]) == 1
+    assert "differ from the plan" in capsys.readouterr().err
+    assert deploy_plan_cli.main(["readme"]) == 0
+    assert copy.read_text(encoding="utf-8") == README.read_text(encoding="utf-8")
+    assert deploy_plan_cli.main(["readme", "--check"]) == 0
