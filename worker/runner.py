@@ -231,7 +231,9 @@ class Worker:
             with self._done_ready:
                 while not self._done and not self._closing.is_set():
                     self._done_ready.wait(0.1)
-                if not self._done:
+                # Closing means every message still held was released (or all are done): what is left here
+                # belongs to released messages, whose redelivery classifies them again.
+                if not self._done or self._closing.is_set():
                     return
                 batch = self._done.pop(0)
             self._complete(batch)
@@ -372,8 +374,11 @@ class Worker:
         self._downloads.shutdown(wait=False, cancel_futures=True)
         # Cancel the queued decodes now (their messages are back on the queue), not after waiting for the threads.
         self.pipeline.close()
+        # One budget for all the threads (daemons: one still busy at the end does not hold up the exit), leaving
+        # half the margin for the flushes and the interpreter's exit.
+        joined_by = deadline + margin / 2
         for thread in threads:
-            thread.join(timeout=max(0.5, deadline + margin - 1 - time.monotonic()))
+            thread.join(timeout=max(0.05, joined_by - time.monotonic()))
         self.store.close()
         self.metrics.flush(force=True)
         self.protection.update(False)
