@@ -385,7 +385,7 @@ def test_quiet_night_reaches_zero_and_the_lone_photo_waits_for_its_slack(worker:
 
 def test_json_lists_every_policy_the_oracle_and_the_sensitivity_cases(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--profile", "burst", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
     nominal = [row for row in rows if row["case"] == "nominal"]
     assert [row["policy"] for row in nominal] == ["deployed", "immediate", "age-step", "backlog-target", "oracle"]
     cases = {(row["policy"], row["case"]) for row in rows if row["case"] != "nominal"}
@@ -399,6 +399,7 @@ def test_json_lists_every_policy_the_oracle_and_the_sensitivity_cases(capsys: py
         assert {"max_age_s", "over_sla", "gpu_hours", "x_oracle", "scale_events"} <= row.keys()
         assert row["photos"] == 2_600_000
     assert nominal[-1]["tasks_needed"] == 2
+    assert nominal[-1]["max_age_s"] is None  # the oracle bounds GPU-hours, not ages
     assert nominal[-1]["x_oracle"] == 1.0
     assert all(row["x_oracle"] >= 1.0 for row in rows)
 
@@ -489,3 +490,37 @@ def test_bad_worker_file_is_one_line_error(tmp_path: Path, capsys: pytest.Captur
     assert err.startswith("config error: ")
     assert "sla_minutes: 1:" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "    g4dn.xlarge: 66 ",
+            "    p5.48xlarge: 66 ",
+            "scaling.images_per_second_by_instance_type.p5.48xlarge: 'p5.48xlarge': must be one of "
+            "capacity.instance_types (g5.xlarge, g4dn.xlarge)",
+        ),
+        (
+            "    g4dn.xlarge: 66 ",
+            "    g4dn.xlarge: 0 ",
+            "scaling.images_per_second_by_instance_type.g4dn.xlarge: 0: Input should be greater than 0",
+        ),
+        ("  wake: sla ", "  wake: lazy ", "scaling.wake: 'lazy': Input should be 'sla' or 'immediate'"),
+        (
+            "spot_interruptions_per_hour: 0.02",
+            "spot_interruptions_per_hour: 2",
+            "simulation.spot_interruptions_per_hour: 2: Input should be less than or equal to 1",
+        ),
+    ],
+)
+def test_bad_scaling_fields_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, message: str
+) -> None:
+    text = WORKER_FILE.read_text(encoding="utf-8")
+    assert old in text
+    bad = tmp_path / "w.yaml"
+    bad.write_text(text.replace(old, new), encoding="utf-8")
+    assert cli.main(["--worker", str(bad), "--profile", "burst", "--no-sensitivity"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"config error: {bad}: {message}\n"

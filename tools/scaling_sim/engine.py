@@ -159,9 +159,9 @@ class Outcome:
             "policy": self.policy,
             "profile": self.profile,
             "photos": round(self.photos),
-            "max_age_s": round(self.max_age_s, 1),
-            "p99_age_s": round(self.p99_age_s, 1),
-            "p99_latency_s": round(self.p99_latency_s, 1),
+            "max_age_s": _seconds(self.max_age_s),
+            "p99_age_s": _seconds(self.p99_age_s),
+            "p99_latency_s": _seconds(self.p99_latency_s),
             "over_sla": self.over_sla,
             "gpu_hours": round(self.gpu_hours, 2),
             "cost_usd": round(self.cost_usd, 2),
@@ -171,6 +171,11 @@ class Outcome:
             "tasks_needed": self.tasks_needed,
             "spot_interruptions": self.interruptions,
         }
+
+
+def _seconds(value: float) -> float | None:
+    """Rounded for JSON; None for the oracle's ages, which it does not compute (JSON has no NaN)."""
+    return None if math.isnan(value) else round(value, 1)
 
 
 # --- the queue --------------------------------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def plot(path: Path, runs: Sequence[ProfileRun], sla_seconds: int, names: Sequen
         task_ax.set_xlabel("hours")
         if column == 0:
             age_ax.set_ylabel("age of oldest photo (min)")
-            task_ax.set_ylabel("running tasks (oracle: hosts)")
+            task_ax.set_ylabel("running tasks (oracle: its relaxation's hosts)")
     axes[0][0].legend(loc="upper left", fontsize="small")
     axes[1][0].legend(loc="upper left", fontsize="small")
     fig.tight_layout()
