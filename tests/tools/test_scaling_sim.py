@@ -452,6 +452,19 @@ def test_docs_tables_and_plot_are_fresh() -> None:
     assert block.splitlines()[0] == expected, "docs/scaling.md is stale: run `make simulate`"
 
 
+def test_random_days_are_seeded_and_varied() -> None:
+    days = [traffic.random_day(seed) for seed in range(1, 6)]
+    assert np.array_equal(traffic.random_day(3).per_minute, days[2].per_minute)
+    assert [day.name for day in days] == [f"random-{seed}" for seed in range(1, 6)]
+    for day in days:
+        assert len(day.per_minute) == 24 * 60
+        assert (day.per_minute >= 0).all()
+        assert np.array_equal(day.per_minute, np.round(day.per_minute))  # whole photos
+    totals = sorted(day.total for day in days)
+    assert totals[0] < 1e6 < 2e7 < totals[-1]  # some days a fraction of one host's day, some ten hosts' worth
+    assert any((day.per_minute[: 8 * 60] == 0).sum() >= 60 for day in days)  # a silent night among them
+
+
 def test_read_csv_fills_missing_minutes(tmp_path: Path) -> None:
     csv = tmp_path / "t.csv"
     csv.write_text("2,5\n0,1.5\n", encoding="utf-8")
