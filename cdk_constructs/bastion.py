@@ -10,17 +10,16 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
+from cdk_constructs.session_preferences import SessionPreferences
 from cdk_constructs.vpc import ignore_explicit_zone
 
 # Graviton families carry a `g` right after the generation digit (t4g, m7g, c7gn); GPU families start with g.
 _GRAVITON = re.compile(r"^[a-z]+\d+g[a-z]*\.")
 # The document Session Manager reads its account-wide preferences from (shell sessions); the name is fixed by AWS.
-SESSION_PREFERENCES_DOCUMENT = "SSM-SessionManagerRunShell"
 
 
 def cpu_type_of(instance_type: str) -> ec2.AmazonLinuxCpuType:
@@ -182,27 +181,6 @@ class Bastion(Construct):
             )
 
         if session_preferences:
-            ssm.CfnDocument(
-                self,
-                "SessionPreferences",
-                name=SESSION_PREFERENCES_DOCUMENT,
-                document_type="Session",
-                document_format="JSON",
-                update_method="NewVersion",
-                content={
-                    "schemaVersion": "1.0",
-                    "description": "mlbase Session Manager preferences: encrypted, logged sessions",
-                    "sessionType": "Standard_Stream",
-                    "inputs": {
-                        "kmsKeyId": self.key.key_id,
-                        "cloudWatchLogGroupName": self.session_log_group.log_group_name,
-                        "cloudWatchEncryptionEnabled": True,
-                        "cloudWatchStreamingEnabled": True,
-                        "s3BucketName": "",
-                        "idleSessionTimeout": "20",
-                        "maxSessionDuration": "240",
-                        "runAsEnabled": False,
-                        "shellProfile": {"linux": "", "windows": ""},
-                    },
-                },
+            self.session_preferences = SessionPreferences(
+                self, "SessionPreferences", key=self.key, log_group=self.session_log_group
             )

@@ -249,6 +249,26 @@ class GpuQueueWorker(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": "CWAgent"}},
             )
         )
+        # The agent drains a host on a Spot interruption notice by setting it DRAINING itself; CDK's instance policy
+        # leaves that call out (AmazonEC2ContainerServiceforEC2Role has it). Scoped to this cluster's instances.
+        host_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:UpdateContainerInstancesState"],
+                resources=[
+                    f"arn:aws:ecs:{Stack.of(self).region}:{Stack.of(self).account}:container-instance/"
+                    f"{self.cluster.cluster_name}/*"
+                ],
+            )
+        )
+        cluster_id = Stack.of(self).resolve(self.cluster.node.default_child.logical_id)  # type: ignore[union-attr]
+        acknowledge(
+            host_role,
+            (
+                f"AwsSolutions-IAM5[Resource::arn:aws:ecs:{Stack.of(self).region}:{Stack.of(self).account}:"
+                f"container-instance/<{cluster_id}>/*]",
+                "Container instance IDs are assigned as hosts join; the statement is bound to this cluster.",
+            ),
+        )
         # GPU scheduling and spot draining are off by default on the ECS agent. ECS_AWSVPC_BLOCK_IMDS cuts awsvpc
         # tasks off the instance metadata service, so a compromised decoder cannot take the host role's credentials.
         user_data.add_commands(

@@ -145,7 +145,8 @@ class ResearchBoundary(Construct):
     - on machines, volumes and snapshots: acting on one whose `Owner` tag is not the caller's source identity (the
       production user's name, which the trust policy requires), launching or creating one without the caller's own
       `Owner`, re-tagging anything owned by someone else, or writing `mlbase:` tag keys;
-    - launching an instance type outside `instance_types` (IAM wildcards; empty: no restriction).
+    - launching an instance type outside `instance_types` (IAM wildcards; empty: no restriction);
+    - any EC2 call outside `regions`, where no guardrail watches security groups (empty: no restriction).
     Roles created inside the boundary inherit it, so privilege cannot be laundered through a new role.
     """
 
@@ -162,6 +163,7 @@ class ResearchBoundary(Construct):
         log_groups: Sequence[str] = (),
         session_document: str = "SSM-SessionManagerRunShell",
         instance_types: Sequence[str] = (),
+        regions: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         self.policy_arn = f"arn:aws:iam::{account}:policy/{policy_name}"
@@ -190,55 +192,55 @@ class ResearchBoundary(Construct):
             f"arn:aws:budgets::{a}:budget/{project}-*",
         ]
         statements = [
-            iam.PolicyStatement(sid="AllowWithinBoundary", actions=["*"], resources=["*"]),
+            iam.PolicyStatement(sid="AllowAll", actions=["*"], resources=["*"]),
             iam.PolicyStatement(
-                sid="DenyPrincipalsWithoutBoundary",
+                sid="RolesNeedBoundary",
                 effect=iam.Effect.DENY,
                 actions=["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
                 resources=["*"],
                 conditions={"StringNotEquals": {"iam:PermissionsBoundary": self.policy_arn}},
             ),
             iam.PolicyStatement(
-                sid="DenyBoundaryRemovalAndCredentials",
+                sid="NoCredentials",
                 effect=iam.Effect.DENY,
                 actions=["iam:DeleteRolePermissionsBoundary", *LONG_LIVED_CREDENTIALS],
                 resources=["*"],
             ),
             iam.PolicyStatement(
-                sid="DenyProtectedRoles",
+                sid="ProtectedRoles",
                 effect=iam.Effect.DENY,
                 # Every IAM action on a role (create, change, pass, tag, delete) and every STS action (assume).
                 actions=["iam:*Role*", "sts:*"],
                 resources=roles,
             ),
             iam.PolicyStatement(
-                sid="DenyAuditAndPeeringChanges",
+                sid="AuditAndPeering",
                 effect=iam.Effect.DENY,
                 actions=[*AUDIT_CHANGES, *PEERING_CHANGES],
                 resources=["*"],
             ),
             iam.PolicyStatement(
-                sid="DenyPlatformStackResourceChanges",
+                sid="StackResources",
                 effect=iam.Effect.DENY,
                 actions=list(STACK_RESOURCE_CHANGES),
                 resources=["*"],
                 conditions={"StringLike": {"aws:ResourceTag/aws:cloudformation:stack-name": f"{prefix}*"}},
             ),
             iam.PolicyStatement(
-                sid="DenyPlatformResourcesButReads",
+                sid="PlatformReadOnly",
                 effect=iam.Effect.DENY,
                 not_actions=list(PLATFORM_RESOURCE_READS),
                 resources=platform,
             ),
             iam.PolicyStatement(
-                sid="DenyOthersMachines",
+                sid="OwnMachinesOnly",
                 effect=iam.Effect.DENY,
                 actions=[*OWNER_ONLY, "ec2:DeleteTags"],
                 resources=machines,
                 conditions={"StringNotEquals": {f"aws:ResourceTag/{OWNER_TAG}": me}},
             ),
             iam.PolicyStatement(
-                sid="DenyRetaggingOthersMachines",
+                sid="NoRetagging",
                 effect=iam.Effect.DENY,
                 actions=["ec2:CreateTags"],
                 resources=machines,
@@ -248,14 +250,14 @@ class ResearchBoundary(Construct):
                 },
             ),
             iam.PolicyStatement(
-                sid="DenyCreatingWithoutOwnOwnerTag",
+                sid="OwnerOnCreate",
                 effect=iam.Effect.DENY,
                 actions=["ec2:RunInstances", "ec2:CreateVolume"],
                 resources=machines[:2],
                 conditions={"StringNotEquals": {f"aws:RequestTag/{OWNER_TAG}": me}},
             ),
             iam.PolicyStatement(
-                sid="DenyOthersNameAndPlatformTagKeys",
+                sid="OwnNameOnly",
                 effect=iam.Effect.DENY,
                 actions=["ec2:CreateTags"],
                 resources=["*"],
@@ -267,17 +269,28 @@ class ResearchBoundary(Construct):
             # The platform's own resources are closed to tagging above; on EC2 (security groups included) the
             # `mlbase:` keys are the platform's word: researchers write none of them, even on their own things.
             iam.PolicyStatement(
-                sid="DenyPlatformTagKeys",
+                sid="PlatformTagKeys",
                 effect=iam.Effect.DENY,
                 actions=["ec2:CreateTags", "ec2:DeleteTags"],
                 resources=["*"],
                 conditions={"ForAnyValue:StringLike": {"aws:TagKeys": [PLATFORM_TAG_KEYS]}},
             ),
         ]
+        if regions:
+            # Guardrails (Config recorder, security-group rules) run in the home regions only: EC2 stays there.
+            statements.append(
+                iam.PolicyStatement(
+                    sid="GuardedRegions",
+                    effect=iam.Effect.DENY,
+                    actions=["ec2:*"],
+                    resources=["*"],
+                    conditions={"StringNotEquals": {"aws:RequestedRegion": list(regions)}},
+                )
+            )
         if instance_types:
             statements.append(
                 iam.PolicyStatement(
-                    sid="DenyUnlistedInstanceTypes",
+                    sid="InstanceTypes",
                     effect=iam.Effect.DENY,
                     actions=["ec2:RunInstances"],
                     resources=machines[:1],

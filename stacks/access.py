@@ -121,6 +121,7 @@ class AccessStack(Stack):
             protected_stack_prefix=stack_prefix,
             log_groups=[TRAIL_LOG_GROUP_NAME],
             instance_types=cfg.workbench.researcher_instance_types,
+            regions=[cfg.accounts.research.region],
         )
         self.roles: dict[str, iam.Role] = {}
         managed = {

@@ -263,6 +263,12 @@ class Person(Model):
     workstation: Workstation | None = None
 
 
+class Lambdas(Model):
+    # Cap each platform function's concurrency by reserving it. Off by default: the caps add up to more than a new
+    # account's concurrency quota leaves once Lambda keeps its 100 unreserved (run `make preflight` first).
+    reserved_concurrency: bool = False
+
+
 class Access(Model):
     """How people reach the research account: roles assumed from production, with MFA."""
 
@@ -395,6 +401,7 @@ class PlatformConfig(Model):
     budgets: Budgets
     people: tuple[Person, ...] = ()
     access: Access = Access()
+    lambdas: Lambdas = Lambdas()
     organization: Organization = Organization()
     security_groups: SecurityGroupRules = SecurityGroupRules()
     security_baseline: SecurityBaseline = SecurityBaseline()
@@ -653,6 +660,16 @@ def _cross_check(config: PlatformConfig, file: Path) -> None:
                 "allowed_regions",
                 list(config.allowed_regions),
                 f"must include the {name} region {account.region}",
+            )
+    homes = sorted({config.accounts.production.region, config.accounts.research.region})
+    for region in config.allowed_regions:
+        if region not in homes:
+            raise ConfigError(
+                file,
+                "allowed_regions",
+                list(config.allowed_regions),
+                f"{region} has no guardrails (the AWS Config recorder and security-group rules run in the accounts'"
+                f" home regions {', '.join(homes)}); list only those (global services such as IAM need no entry)",
             )
     if config.accounts.production.account_id == config.accounts.research.account_id:
         raise ConfigError(

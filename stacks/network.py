@@ -8,15 +8,17 @@ then Research/Network again for the accepter-side routes.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput
+from aws_cdk import CfnOutput, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.bastion import Bastion
+from cdk_constructs.logs_key import logs_key
 from cdk_constructs.peering import PeeringAccepter, VpcPeering, peer_access_group
 from cdk_constructs.retention import RETENTION_BY_DAYS
+from cdk_constructs.session_preferences import SessionPreferences
 from cdk_constructs.vpc import SSM_ENDPOINTS, WORKLOAD_ENDPOINTS, NetworkVpc
 from stacks.audit import archive_location
 from stacks.base import ZonedStack
@@ -206,3 +208,15 @@ class ResearchNetworkStack(ZonedStack):
             description="Paste into config network.peering.research_vpc_id, then deploy Production/Network",
         )
         CfnOutput(self, "PeeringAccepterRoleArn", value=self.accepter.role.role_arn)
+        # Session Manager preferences of the research account: researchers' sessions are encrypted and logged.
+        session_key = logs_key(self, "SessionKey", description="Encrypts R&D Session Manager sessions and their log")
+        session_log_group = logs.LogGroup(
+            self,
+            "SessionLogGroup",
+            encryption_key=session_key,
+            retention=retention_at_least(SESSION_LOG_RETENTION_DAYS),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.session_preferences = SessionPreferences(
+            self, "SessionPreferences", key=session_key, log_group=session_log_group
+        )

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, Environment, Stage, Validations
+from aws_cdk import App, Aspects, Environment, Stage, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import Construct
 
+from cdk_constructs.lambda_concurrency import ReservedConcurrency
 from stacks.access import AccessStack
 from stacks.audit import ProductionAuditStack, ResearchAuditStack
 from stacks.config import Platform
@@ -27,6 +28,7 @@ class ProductionStage(Stage):
         account = platform.config.accounts.production
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
+        Aspects.of(self).add(ReservedConcurrency(enabled=cfg.lambdas.reserved_concurrency))
         self.audit = ProductionAuditStack(self, "Audit", cfg=cfg)
         self.identity = IdentityStack(self, "Identity", platform=platform)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="production")
@@ -49,6 +51,7 @@ class ResearchStage(Stage):
         account = platform.config.accounts.research
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
+        Aspects.of(self).add(ReservedConcurrency(enabled=cfg.lambdas.reserved_concurrency))
         self.access = AccessStack(self, "Access", platform=platform)
         self.audit = ResearchAuditStack(self, "Audit", cfg=cfg)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="research")
@@ -61,6 +64,7 @@ class ResearchStage(Stage):
             vpc=self.network.research_vpc,
             notifications=self.guardrails.notifications_topic,
             slack_readers=[self.guardrails.notifications.notifier_role],
+            sessions=self.network.session_preferences,
         )
 
 

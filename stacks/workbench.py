@@ -26,6 +26,7 @@ from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
 from cdk_constructs.secret_policy import restrict_secret
+from cdk_constructs.session_preferences import SessionPreferences
 from cdk_constructs.workstation import MANAGED_TAG, Workstation
 from stacks.access import PLATFORM_ADMIN, role_arn
 from stacks.base import ZonedStack
@@ -61,6 +62,7 @@ class WorkbenchStack(ZonedStack):
         vpc: ec2.IVpc,
         notifications: sns.ITopic,
         slack_readers: Sequence[iam.IRole] = (),
+        sessions: SessionPreferences | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -103,6 +105,8 @@ class WorkbenchStack(ZonedStack):
                 security_group=self.security_group,
                 availability_zone=zones[i % len(zones)],
             )
+            if sessions is not None:
+                sessions.grant_instance(self.workstations[person.name].role)
 
         roster = json.dumps(
             [

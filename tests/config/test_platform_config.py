@@ -75,6 +75,16 @@ def test_allowed_regions_must_cover_the_accounts(tmp_path: Path) -> None:
     )
 
 
+def test_allowed_regions_are_only_where_guardrails_run(tmp_path: Path) -> None:
+    data = base()
+    data["allowed_regions"] = ["ap-northeast-1", "us-east-1"]
+    assert error_for(tmp_path, data) == (
+        f"{tmp_path}/platform.yaml: allowed_regions: ['ap-northeast-1', 'us-east-1']: us-east-1 has no guardrails"
+        " (the AWS Config recorder and security-group rules run in the accounts' home regions ap-northeast-1);"
+        " list only those (global services such as IAM need no entry)"
+    )
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [

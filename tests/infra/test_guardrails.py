@@ -473,7 +473,7 @@ def test_region_scp_denies_other_regions_except_global_services(variant: dict[st
     content = scps(variant["Production-Guardrails"])["mlbase-ResearchRegionRestriction"]["Content"]
     (statement,) = content["Statement"]
     assert statement["Effect"] == "Deny"
-    assert statement["Condition"] == {"StringNotEquals": {"aws:RequestedRegion": ["ap-northeast-1", "us-east-1"]}}
+    assert statement["Condition"] == {"StringNotEquals": {"aws:RequestedRegion": ["ap-northeast-1"]}}
     assert statement["NotAction"] == list(GLOBAL_SERVICE_ACTIONS)
     assert {"iam:*", "sts:*", "organizations:*", "budgets:*", "cloudfront:*", "route53:*"} <= set(
         statement["NotAction"]

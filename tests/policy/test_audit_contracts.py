@@ -275,7 +275,7 @@ def other_region(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     def edit(data: dict[str, Any]) -> None:
         data["accounts"]["research"]["region"] = "us-west-2"
         data["accounts"]["research"]["availability_zones"] = ["us-west-2a", "us-west-2b"]
-        data["allowed_regions"] = [REGION, "us-east-1", "us-west-2"]
+        data["allowed_regions"] = [REGION, "us-west-2"]
 
     root = tmp_path_factory.mktemp("other-region")
     synth_variant(root, edit)

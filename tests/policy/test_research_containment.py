@@ -152,6 +152,17 @@ def build_cases() -> list[Case]:
     )
     add(
         Case(
+            "launch-outside-guarded-region",
+            DEV,
+            "ec2:RunInstances",
+            arn_in(f"arn:aws:ec2:us-east-1:{R}:instance/*"),
+            "deny",
+            "no Config recorder or security-group rule watches us-east-1",
+            context={"ec2:InstanceType": "g5.xlarge", "aws:RequestTag/Owner": ME, "aws:TagKeys": ["Owner"]},
+        )
+    )
+    add(
+        Case(
             "launch-largest-gpu",
             DEV,
             "ec2:RunInstances",
@@ -471,7 +482,8 @@ def build_cases() -> list[Case]:
          "one's own images"),
         ("ecr-push", "ecr:PutImage", arn_in(f"arn:aws:ecr:{REGION}:{R}:repository/yuki/model"), {},
          "one's own images"),
-        ("describe-instances", "ec2:DescribeInstances", arn_in("*"), {}, "seeing the account"),
+        ("describe-instances", "ec2:DescribeInstances", arn_in("*"), {"aws:RequestedRegion": REGION},
+         "seeing the account"),
         ("launch-own-gpu", "ec2:RunInstances", arn_in(f"arn:aws:ec2:{REGION}:{R}:instance/*"), own_launch,
          "launching a listed GPU type tagged as one's own"),
         ("tag-new-volume-as-own", "ec2:CreateTags", arn_in(f"arn:aws:ec2:{REGION}:{R}:volume/vol-2"),
