@@ -25,10 +25,11 @@ Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, 
 2. `age-guard` step scaling on ApproximateAgeOfOldestMessage (Maximum, 1 minute, 2 of 2 datapoints): when the
    oldest photo reaches GUARD_STEPS fractions of the SLA, add the matching share of max_tasks
    (ChangeInCapacity; the last step adds max_tasks, i.e. goes to the maximum). This is the safety net for
-   traffic target tracking reacts to too slowly (a burst on a small fleet). With `wake: sla` the age only counts
-   when the plan is failing: some task is desired, every desired task runs, and the backlog is more than the
-   running tasks clear at the slowest instance type's rate before GUARD_DEADLINE_SHARE of the SLA (otherwise the
-   metric reads 0). An old photo is then the intended result of waking late, not a sign of too few tasks.
+   traffic target tracking reacts to too slowly (a burst on a small fleet). With `wake: sla` (and min_tasks 0)
+   the age only counts when the plan is failing: some task is desired, every desired task runs, and the backlog
+   is more than the running tasks clear at the slowest instance type's rate before GUARD_DEADLINE_SHARE of the
+   SLA (otherwise the metric reads 0). An old photo is then the intended result of waking late, not a sign of
+   too few tasks.
 3. `wake` (only when min_tasks == 0) step scaling on a metric that reads the visible messages while no task is
    desired, and is 0 otherwise, ExactCapacity sized for the backlog found: ceil(visible / target) rounded up to
    1, 2, 4, 8, ... max_tasks. Target tracking cannot start a fleet from zero (ceil(0 * x) = 0), so this is the
@@ -395,7 +396,8 @@ def derive_policy(worker: WorkerConfig) -> ScalingPolicy:
         scale_in_cooldown_seconds=scaling.scale_in_idle_minutes * 60,
         disable_scale_in=True,
     )
-    sla_wake = scaling.wake == "sla"
+    # Only a fleet that can reach zero wakes; with a minimum fleet the guard stays the bare age.
+    sla_wake = scaling.wake == "sla" and scaling.min_tasks == 0
     guard = StepPolicy(
         name="age-guard",
         metric=plan_failing_age_metric(worker) if sla_wake else age_metric(period),

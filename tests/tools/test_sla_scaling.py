@@ -162,6 +162,8 @@ def test_no_wake_or_idle_policy_with_a_minimum_fleet(worker: WorkerConfig) -> No
     policy = derive_policy(with_scaling(worker, min_tasks=2))
     assert [p.name for p in policy.step_policies] == ["age-guard", "shrink"]
     assert policy.min_capacity == 2
+    # Nothing wakes late, so the guard stays on the bare age.
+    assert policy.step_policies[0].metric.expression == "age"
 
 
 def test_short_sla_keeps_a_positive_target(worker: WorkerConfig) -> None:
