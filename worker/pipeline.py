@@ -90,6 +90,7 @@ class Pipeline:
         self.draft = draft
         self.gpu_decoder = gpu_decoder
         self._cpu_outstanding = 0
+        self._gpu_outstanding = 0  # queued for nvJPEG or being decoded there
         self._gpu_credit = 0.0
         self.rates = DecodeRates()
         self.ready: queue.Queue[Item] = queue.Queue()
@@ -130,6 +131,8 @@ class Pipeline:
         if self.gpu_decoder is not None and self._cpu_outstanding >= 2 * self.decode_workers and self._gpu_turn():
             candidate = inspect(data, self.max_pixels)
             if candidate is not None:
+                with self._pool_lock:
+                    self._gpu_outstanding += 1
                 self._gpu_queue.put((item, data, candidate))
                 return
         self._submit_cpu(item, data)
@@ -149,34 +152,34 @@ class Pipeline:
         try:
             future = pool.submit(decode.decode, data, self.classifier.input_size, self.max_pixels, draft=self.draft)
         except (BrokenProcessPool, RuntimeError) as exc:
-            with self._pool_lock:
-                self._cpu_outstanding -= 1
             self._replace_pool(pool)
             item.failure = exc
             self.ready.put(item)
+            with self._pool_lock:
+                self._cpu_outstanding -= 1
             return
         future.add_done_callback(lambda f: self._decoded(item, f, pool))
 
     def _decoded(self, item: Item, future: Future[decode.Decoded], pool: ProcessPoolExecutor) -> None:
-        with self._pool_lock:
-            self._cpu_outstanding -= 1
-            self.cancelled_decodes += int(future.cancelled())
         if future.cancelled():
             # Cancelled at shutdown: its message was already released for redelivery; a retry, never a result.
             item.failure = CancelledError("decode cancelled at shutdown")
-            self.ready.put(item)
-            return
-        try:
-            item.decoded = future.result()
-            item.error = item.decoded.error
-            if item.decoded.pixels is not None:
-                self.rates.cpu_ms = _ewma(self.rates.cpu_ms, item.decoded.decode_ms)
-        except BaseException as exc:
-            # A decoder process died (a crafted file can segfault a codec): retry the photo, replace the pool.
-            item.failure = exc
-            if isinstance(exc, BrokenProcessPool):
-                self._replace_pool(pool)
+        else:
+            try:
+                item.decoded = future.result()
+                item.error = item.decoded.error
+                if item.decoded.pixels is not None:
+                    self.rates.cpu_ms = _ewma(self.rates.cpu_ms, item.decoded.decode_ms)
+            except BaseException as exc:
+                # A decoder process died (a crafted file can segfault a codec): retry the photo, replace the pool.
+                item.failure = exc
+                if isinstance(exc, BrokenProcessPool):
+                    self._replace_pool(pool)
         self.ready.put(item)
+        # Counted out only once it is on `ready`, so a batch never sees "nothing pending" with a photo in between.
+        with self._pool_lock:
+            self._cpu_outstanding -= 1
+            self.cancelled_decodes += int(future.cancelled())
 
     def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
         with self._pool_lock:
@@ -188,8 +191,17 @@ class Pipeline:
         """An item that needs no decoding (a download error) joins the next batch so its outcome is reported."""
         self.ready.put(item)
 
+    def pending(self) -> int:
+        """Photos being decoded (CPU pool or nvJPEG) that have not reached `ready` yet."""
+        with self._pool_lock:
+            return self._cpu_outstanding + self._gpu_outstanding
+
     def next_batch(self, should_stop: Callable[[], bool], poll_s: float = 0.05) -> list[Item] | None:
-        """Up to `batch_size` decoded items (plus any errors), closed by the batch timeout; None once stopped."""
+        """Up to `batch_size` decoded items (plus any errors); None once stopped.
+
+        A batch closes when full, when the batch timeout has passed since its first item, or as soon as nothing
+        more is being decoded: waiting out the timeout then would only delay photos that are ready.
+        """
         first: Item | None = None
         while first is None:
             try:
@@ -202,6 +214,8 @@ class Pipeline:
         deadline = time.monotonic() + self.batch_timeout_s
         while images < self.batch_size:
             remaining = deadline - time.monotonic()
+            if self.ready.empty() and self.pending() == 0:
+                break
             try:
                 item = self.ready.get(timeout=remaining) if remaining > 0 else self.ready.get_nowait()
             except queue.Empty:
@@ -256,9 +270,10 @@ class Pipeline:
                 return
             if queued is not None:
                 queued[0].failure = CancelledError("GPU decode cancelled at shutdown")
+                self.ready.put(queued[0])
                 with self._pool_lock:
                     self.cancelled_decodes += 1
-                self.ready.put(queued[0])
+                    self._gpu_outstanding -= 1
 
     def _decode_on_gpu(self, work: list[tuple[Item, bytes, Candidate]]) -> None:
         assert self.gpu_decoder is not None
@@ -268,6 +283,8 @@ class Pipeline:
             for item, _, _ in work:
                 item.failure = exc
                 self.ready.put(item)
+            with self._pool_lock:
+                self._gpu_outstanding -= len(work)
             return
         self.rates.gpu_ms = _ewma(self.rates.gpu_ms, elapsed / len(work))
         for (item, data, _), tensor in zip(work, tensors, strict=True):
@@ -277,6 +294,8 @@ class Pipeline:
                 item.tensor = tensor
                 item.decoded = decode.Decoded(None, None, elapsed / len(work))
                 self.ready.put(item)
+        with self._pool_lock:
+            self._gpu_outstanding -= len(work)
 
     def _stack(self, items: list[Item]) -> np.ndarray | torch.Tensor:
         if all(i.tensor is None for i in items):

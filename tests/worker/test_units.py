@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -351,3 +352,25 @@ def test_calibrate_refuses_a_mix_too_small_to_hold_every_kind() -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         "python -m worker calibrate: error: --photos must be at least 5 (one of each kind) and --seconds positive"
     )
+
+
+def test_a_batch_closes_as_soon_as_nothing_more_is_being_decoded(demo_model: TrainResult) -> None:
+    from worker.pipeline import Item, Pipeline
+
+    classifier = load_local(demo_model.out_dir, torch.device("cpu"))
+    pipeline = Pipeline(classifier, decode_workers=1, max_pixels=10**8, batch_size=8, batch_timeout_s=30.0)
+    try:
+        pipeline.warm_up()
+        for n in range(3):
+            pipeline.submit(Item(n), jpeg(seed=80 + n))
+        started = time.monotonic()
+        batch = pipeline.next_batch(lambda: False)
+        waited = time.monotonic() - started
+    finally:
+        pipeline.close()
+    assert batch is not None
+    # The three decodes were still running when the batch opened; it took them all, then closed at once rather
+    # than waiting out the 30 s timeout for photos nobody was decoding.
+    assert sorted(item.ref for item in batch) == [0, 1, 2]
+    assert waited < 10
+    assert pipeline.pending() == 0
