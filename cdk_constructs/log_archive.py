@@ -448,16 +448,20 @@ class LogArchive(Construct):
         )
 
     def _admit_flow_logs(self, account: str, prefix: str) -> None:
-        """VPC flow logs of this account, delivered by the log delivery service under `prefix` (same account only)."""
+        """VPC flow logs of this account, delivered by the log delivery service under `prefix` (same account only),
+        as vpc/latest/userguide/flow-logs-s3.html and the CloudWatch Logs SSE-KMS page give the statements."""
         delivery = iam.ServicePrincipal("delivery.logs.amazonaws.com")
-        source = {"aws:SourceAccount": account}
+        source = {
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:logs:{Stack.of(self).region}:{account}:*"},
+        }
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="FlowLogsAclCheck",
                 principals=[delivery],
                 actions=["s3:GetBucketAcl", "s3:ListBucket"],
                 resources=[self.bucket.bucket_arn],
-                conditions={"StringEquals": source},
+                conditions=source,
             )
         )
         self.bucket.add_to_resource_policy(
@@ -466,16 +470,19 @@ class LogArchive(Construct):
                 principals=[delivery],
                 actions=["s3:PutObject"],
                 resources=[self.bucket.arn_for_objects(f"{prefix}AWSLogs/{account}/*")],
-                conditions={"StringEquals": {**source, "s3:x-amz-acl": "bucket-owner-full-control"}},
+                conditions={
+                    **source,
+                    "StringEquals": {"aws:SourceAccount": account, "s3:x-amz-acl": "bucket-owner-full-control"},
+                },
             )
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="FlowLogsEncrypt",
                 principals=[delivery],
-                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
                 resources=["*"],
-                conditions={"StringEquals": source},
+                conditions=source,
             )
         )
 

@@ -1,0 +1,131 @@
+"""Service deliveries outside the audit chain: uploads to the photo queue, VPC flow logs to CloudWatch Logs and S3.
+
+Each case sends what the cited AWS page says the service sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import synth_variant
+from tests.policy.assembly import Assembly
+from tests.policy.engine import Case, Verdict, at, check, judge, role_session, service
+
+PROD, REGION = "111111111111", "ap-northeast-1"
+S3_TO_SQS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/grant-destinations-permissions-to-s3.html"
+FLOW_CWL = "https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-cwl.html"
+FLOW_S3 = "https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-s3.html"
+LOGS_KMS = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html"
+LOGS_SSE_KMS_S3 = (
+    "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-and-resource-policy.html#AWS-logs-SSE-KMS-S3"
+)
+QUEUE = "Production/PhotoService/FoodPhoto/Queue"
+UPLOADS = "Production/PhotoService/Uploads/Bucket"
+
+
+def uploads_source(asm: Assembly) -> dict[str, str]:
+    return {"aws:SourceArn": asm.arn(asm.at(UPLOADS)), "aws:SourceAccount": PROD, "aws:SecureTransport": "true"}
+
+
+def notification(case_id: str, action: str) -> Case:
+    """S3 notifying the queue; the upload bucket's ARN joins the context once the assembly is loaded."""
+    return Case(case_id, service("s3.amazonaws.com"), action, at(QUEUE), "allow",
+                "S3 sends an upload's event to the queue", S3_TO_SQS)  # fmt: skip
+
+
+def flow_log_cases(vpc: str) -> list[Case]:
+    group = f"Production/Network/{vpc}/FlowLogGroup"
+    role = f"Production/Network/{vpc}/FlowLog/IAMRole"
+    source = {"aws:SourceAccount": PROD, "aws:SourceArn": f"arn:aws:ec2:{REGION}:{PROD}:vpc-flow-log/fl-0123456789"}
+    session = role_session(role, "flow-logs")
+
+    def group_arn(asm: Assembly) -> str:
+        return asm.arn(asm.at(group)).removesuffix(":*")
+
+    def key_case(asm: Assembly) -> Any:
+        return at(f"Production/Network/{vpc}/FlowLogKey")(asm)
+
+    return [
+        Case(f"flow-logs-{vpc}-assume-role", service("vpc-flow-logs.amazonaws.com"), "sts:AssumeRole", at(role),
+             "allow", "the flow log service assumes the delivery role", FLOW_CWL, source),
+        Case(f"flow-logs-{vpc}-create-stream", session, "logs:CreateLogStream", at(group, ":log-stream:eni-1-all"),
+             "allow", "the delivery role creates a stream per network interface", FLOW_CWL),
+        Case(f"flow-logs-{vpc}-put-events", session, "logs:PutLogEvents", at(group, ":log-stream:eni-1-all"),
+             "allow", "the delivery role writes the records", FLOW_CWL),
+        Case(f"flow-logs-{vpc}-other-group", session, "logs:PutLogEvents",
+             at("Production/Network/Bastion/SessionLogGroup", ":log-stream:x"), "deny",
+             "the delivery role writes only its own group", FLOW_CWL),
+        Case(f"flow-logs-{vpc}-key", service(f"logs.{REGION}.amazonaws.com"), "kms:GenerateDataKey", key_case,
+             "allow", "CloudWatch Logs encrypts the group with its ARN as encryption context", LOGS_KMS, {},
+             {"aws:logs:arn": f"arn:aws:logs:{REGION}:{PROD}:log-group:flow"}),
+    ]  # fmt: skip
+
+
+CASES = [
+    notification("s3-notifies-upload-queue", "sqs:SendMessage"),
+    notification("s3-checks-upload-queue", "sqs:GetQueueAttributes"),
+    *flow_log_cases("Management"),
+    *flow_log_cases("Production"),
+]
+
+
+@pytest.fixture(scope="module")
+def verdicts(assembly: Assembly) -> dict[str, Verdict]:
+    cases = [
+        Case(c.id, c.who, c.action, c.target, c.expect, c.reason, c.doc,
+             {**c.context, **(uploads_source(assembly) if c.id.startswith("s3-") else {})}, c.encryption_context)
+        for c in CASES
+    ]  # fmt: skip
+    return judge(assembly, cases)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_delivery_contract(case: Case, verdicts: dict[str, Verdict]) -> None:
+    check(case, verdicts[case.id])
+
+
+def test_a_foreign_bucket_cannot_feed_the_queue(assembly: Assembly) -> None:
+    foreign = {"aws:SourceArn": "arn:aws:s3:::someone-elses-bucket", "aws:SourceAccount": "333333333333",
+               "aws:SecureTransport": "true"}  # fmt: skip
+    case = Case("s3-foreign-bucket", service("s3.amazonaws.com"), "sqs:SendMessage", at(QUEUE), "deny",
+                "another bucket cannot feed the queue", S3_TO_SQS, foreign)  # fmt: skip
+    check(case, judge(assembly, [case])[case.id])
+
+
+# ---- flow logs into the archive (network.flow_logs.destination: s3) -----------------------------------------------
+@pytest.fixture(scope="module")
+def s3_flow_logs(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    def edit(data: dict[str, Any]) -> None:
+        data["network"]["flow_logs"]["destination"] = "s3"
+
+    root = tmp_path_factory.mktemp("flow-logs-s3")
+    synth_variant(root, edit)
+    return Assembly(root / "cdk.out")
+
+
+def test_flow_logs_deliver_into_the_archive(s3_flow_logs: Assembly) -> None:
+    archive = "Production/Audit/LogArchive/Bucket"
+    bucket_arn = f"arn:aws:s3:::mlbase-log-archive-{PROD}-{REGION}"
+    source = {"aws:SourceAccount": PROD, "aws:SourceArn": f"arn:aws:logs:{REGION}:{PROD}:*"}
+    delivery = service("delivery.logs.amazonaws.com")
+    key = f"/vpc-flow-logs/AWSLogs/{PROD}/vpcflowlogs/{REGION}/2026/12/01/x.log.gz"
+    cases = [
+        Case("flow-logs-s3-acl-check", delivery, "s3:GetBucketAcl", at(archive), "allow",
+             "log delivery checks the bucket ACL", FLOW_S3, source),
+        Case("flow-logs-s3-list", delivery, "s3:ListBucket", at(archive), "allow",
+             "log delivery lists the bucket", FLOW_S3, source),
+        Case("flow-logs-s3-put", delivery, "s3:PutObject", at(archive, key), "allow",
+             "log delivery writes under the flow-log prefix", FLOW_S3,
+             {**source, "s3:x-amz-acl": "bucket-owner-full-control"}),
+        Case("flow-logs-s3-outside-prefix", delivery, "s3:PutObject", at(archive, f"/AWSLogs/{PROD}/x"), "deny",
+             "log delivery cannot write among CloudTrail's files", FLOW_S3,
+             {**source, "s3:x-amz-acl": "bucket-owner-full-control"}),
+        Case("flow-logs-s3-key", delivery, "kms:GenerateDataKey", at("Production/Audit/LogArchive/Key"), "allow",
+             "the archive is SSE-KMS: log delivery needs the key", LOGS_SSE_KMS_S3, source,
+             {"aws:s3:arn": bucket_arn}),
+    ]  # fmt: skip
+    verdicts = judge(s3_flow_logs, cases)
+    for case in cases:
+        check(case, verdicts[case.id])
