@@ -187,13 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_calibrate.add_argument("--seconds", type=float, default=20.0, help="measure for at least this long")
     p_calibrate.add_argument("--workers", type=int, help="decode processes (default: one per core, as the worker)")
     p_calibrate.add_argument("--batch-size", type=int, default=64)
+    p_calibrate.add_argument("--heic-share", type=float, default=0.2, help="share of HEIC photos in the mix, 0..1")
     args = parser.parse_args(argv)
     if args.command == "calibrate":
         from worker import calibrate
 
-        if args.photos < 5 or args.seconds <= 0:
-            p_calibrate.error("--photos must be at least 5 (one of each kind) and --seconds positive")
-        return calibrate.main(args.weights, args.photos, args.seconds, args.workers, args.batch_size)
+        if args.photos < 5 or args.seconds <= 0 or not 0 <= args.heic_share <= 1:
+            p_calibrate.error(
+                "--photos must be at least 5 (one of each kind), --seconds positive, --heic-share from 0 to 1"
+            )
+        return calibrate.main(args.weights, args.photos, args.seconds, args.workers, args.batch_size, args.heic_share)
     if args.command == "classify":
         return classify(args.weights, args.files, args.max_pixels, args.device)
     if args.command == "train":

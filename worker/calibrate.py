@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
 import os
 import platform
 import random
@@ -35,6 +36,7 @@ PHONE_MIX: tuple[tuple[float, int, int, str], ...] = (
 
 @dataclass(frozen=True)
 class Calibration:
+    heic_share: float
     images_per_second: float
     photos: int
     seconds: float
@@ -49,7 +51,7 @@ class Calibration:
         return (
             f"images_per_second_per_task: {math.floor(self.images_per_second)}"
             f"  # python -m worker calibrate, {when}, {self.device}, {self.decode_workers} decoders,"
-            f" nvJPEG {'on' if self.nvjpeg else 'off'}"
+            f" nvJPEG {'on' if self.nvjpeg else 'off'}, {self.heic_share:.0%} HEIC"
         )
 
 
@@ -64,26 +66,46 @@ def _photo(job: tuple[int, float, int, int, str]) -> bytes:
 
     from worker import decode  # noqa: F401 - registers the HEIF plugin
 
+    # Quality 50 gives about 1.6 MB for 12 MP of these noisy pictures, the size of a real iPhone HEIC.
     out = io.BytesIO()
-    Image.open(io.BytesIO(data)).save(out, format=fmt, quality=80)
+    Image.open(io.BytesIO(data)).save(out, format=fmt, quality=50)
     return out.getvalue()
 
 
-def phone_photos(count: int, workers: int, scale: float = 1.0) -> list[bytes]:
-    """`count` photos in `PHONE_MIX` proportions (at least one of each kind), generated in parallel."""
-    kinds = [(share, w, h, fmt) for share, w, h, fmt in PHONE_MIX]
+def mix_with_heic_share(heic_share: float) -> tuple[tuple[float, int, int, str], ...]:
+    """`PHONE_MIX` with HEICs at `heic_share` (0..1) and the JPEG kinds scaled to fill the rest."""
+    jpeg_total = sum(share for share, *_, fmt in PHONE_MIX if fmt != "HEIF")
+    return tuple(
+        (heic_share if fmt == "HEIF" else share * (1 - heic_share) / jpeg_total, w, h, fmt)
+        for share, w, h, fmt in PHONE_MIX
+    )
+
+
+def phone_photos(
+    count: int, workers: int, scale: float = 1.0, mix: tuple[tuple[float, int, int, str], ...] = PHONE_MIX
+) -> list[bytes]:
+    """`count` photos in `mix` proportions (a kind with a share gets at least one), generated in parallel."""
+    kinds = [(share, w, h, fmt) for share, w, h, fmt in mix if share > 0]
     counts = [max(1, round(share * count)) for share, *_ in kinds]
     jobs: list[tuple[int, float, int, int, str]] = []
     for (_, width, height, fmt), n in zip(kinds, counts, strict=True):
         jobs.extend((len(jobs) + i, scale, width, height, fmt) for i in range(n))
     # Shuffled (reproducibly), so every stretch of the run sees the whole mix.
     random.Random(0).shuffle(jobs)
-    with ProcessPoolExecutor(max(1, workers)) as pool:
+    # forkserver: never fork a process that may already hold CUDA state.
+    with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("forkserver")) as pool:
         return list(pool.map(_photo, jobs))
 
 
 def calibrate(
-    *, weights: str | None, photos: int, seconds: float, workers: int, batch_size: int, scale: float = 1.0
+    *,
+    weights: str | None,
+    photos: int,
+    seconds: float,
+    workers: int,
+    batch_size: int,
+    scale: float = 1.0,
+    heic_share: float = 0.2,
 ) -> Calibration:
     import tempfile
     from pathlib import Path
@@ -91,9 +113,9 @@ def calibrate(
     from worker import bench
     from worker.model import device_description
 
+    mix = phone_photos(photos, workers, scale, mix_with_heic_share(heic_share))
     with tempfile.TemporaryDirectory() as tmp:
         classifier, _ = bench._model(weights, Path(tmp))
-        mix = phone_photos(photos, workers, scale)
         gpu_decoder = bench.gpu_decoder_for(classifier, enabled=True)
         # One short pass first: process start-up and the model's first batches are not part of the steady rate.
         bench.e2e_local(classifier, mix[: max(1, len(mix) // 4)], workers, batch_size, 1, gpu_decoder)
@@ -105,6 +127,7 @@ def calibrate(
             done += count
             repeat *= 2
         return Calibration(
+            heic_share=heic_share,
             images_per_second=done / elapsed,
             photos=done,
             seconds=elapsed,
@@ -115,13 +138,23 @@ def calibrate(
         )
 
 
-def main(weights: str | None, photos: int, seconds: float, workers: int | None, batch_size: int) -> int:
+def main(
+    weights: str | None, photos: int, seconds: float, workers: int | None, batch_size: int, heic_share: float
+) -> int:
     workers = workers or os.cpu_count() or 1
-    result = calibrate(weights=weights, photos=photos, seconds=seconds, workers=workers, batch_size=batch_size)
+    result = calibrate(
+        weights=weights,
+        photos=photos,
+        seconds=seconds,
+        workers=workers,
+        batch_size=batch_size,
+        heic_share=heic_share,
+    )
     print(
         f"measured {result.images_per_second:.1f} photos/s end to end over {result.photos} photos in"
         f" {result.seconds:.1f} s on {platform.node() or 'this host'}: {result.device}, {result.precision},"
-        f" {result.decode_workers} decode processes, nvJPEG {'on' if result.nvjpeg else 'off'}"
+        f" {result.decode_workers} decode processes, nvJPEG {'on' if result.nvjpeg else 'off'},"
+        f" {result.heic_share:.0%} HEIC"
     )
     print("put this under `scaling:` in the worker YAML (config/workers/<name>.yaml):")
     print(f"  {result.yaml_line()}")

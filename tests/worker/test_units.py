@@ -311,7 +311,7 @@ def test_cpu_runs_in_float32_whatever_a_gpu_could_do(demo_model: TrainResult) ->
 
 
 def test_calibration_mix_is_a_phone_camera_roll() -> None:
-    from worker.calibrate import PHONE_MIX, phone_photos
+    from worker.calibrate import PHONE_MIX, mix_with_heic_share, phone_photos
 
     assert sum(share for share, *_ in PHONE_MIX) == pytest.approx(1.0)
     photos = phone_photos(20, workers=2, scale=0.05)
@@ -321,6 +321,9 @@ def test_calibration_mix_is_a_phone_camera_roll() -> None:
     assert len(heic) == 4  # 20 % of the mix
     sizes = {decode.decode(p, 64, 10**8).source_size for p in jpegs}
     assert sizes == {(202, 151), (151, 202), (101, 76), (115, 86)}  # 12 MP both ways, 3 MP, 4 MP at 1/20
+    jpeg_only = phone_photos(8, workers=1, scale=0.05, mix=mix_with_heic_share(0.0))
+    assert all(p.startswith(b"\xff\xd8\xff") for p in jpeg_only)
+    assert sum(share for share, *_ in mix_with_heic_share(0.5)) == pytest.approx(1.0)
 
 
 def test_calibrate_measures_end_to_end_and_prints_the_yaml_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -334,7 +337,7 @@ def test_calibrate_measures_end_to_end_and_prints_the_yaml_line(capsys: pytest.C
     assert (result.device.split()[0], result.precision, result.nvjpeg) == ("cpu", "float32", False)
     assert re.fullmatch(
         r"images_per_second_per_task: \d+  # python -m worker calibrate, \d{4}-\d\d-\d\d, cpu \(\d+ threads\),"
-        r" 1 decoders, nvJPEG off",
+        r" 1 decoders, nvJPEG off, 20% HEIC",
         result.yaml_line(),
     )
     assert int(result.yaml_line().split()[1]) == int(result.images_per_second)  # rounded down, never up
@@ -350,7 +353,8 @@ def test_calibrate_refuses_a_mix_too_small_to_hold_every_kind() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "python -m worker calibrate: error: --photos must be at least 5 (one of each kind) and --seconds positive"
+        "python -m worker calibrate: error: --photos must be at least 5 (one of each kind), --seconds positive,"
+        " --heic-share from 0 to 1"
     )
 
 
