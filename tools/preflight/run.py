@@ -250,6 +250,15 @@ def _quotas(account: Account, need: AccountNeeds, plan: Plan) -> list[Result]:
             out.append(
                 checks.quota("Lambda concurrent executions", LAMBDA_CONCURRENCY_QUOTA, region, value, needed, why, fix)
             )
+        else:
+            # Unreserved functions share whatever the account has: nothing to check before deploying.
+            out.append(
+                checks.Result(
+                    "ok",
+                    f"Lambda concurrency ({LAMBDA_CONCURRENCY_QUOTA}) in {region}",
+                    "nothing reserved (lambdas.reserved_concurrency: false), so any quota will do",
+                )
+            )
     return out
 
 
