@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -389,6 +389,48 @@ class PhotoService(Model):
     app_backend_role_name: RoleName = "MlbaseAppBackend"
 
 
+GitHubRepository = Annotated[
+    str,
+    _matching(
+        r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}",
+        "must be a GitHub repository as owner/name, like example-org/mlbase",
+    ),
+]
+GitHubEnvironment = Annotated[
+    str, _matching(r"[A-Za-z0-9_.-]{1,255}", "must be a GitHub environment name: letters, digits, '_', '.' or '-'")
+]
+
+
+class GitHubEnvironments(Model):
+    """The repository's deployment environments, one per account; production's should require reviewers."""
+
+    production: GitHubEnvironment = "production"
+    research: GitHubEnvironment = "research"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> GitHubEnvironments:
+        # One environment for both accounts would let a research job's token deploy production.
+        if self.production == self.research:
+            raise ValueError("production and research must be different environments")
+        return self
+
+
+class OidcProviders(Model):
+    """Per account: create GitHub's OIDC provider, or use the one the account already has (one per URL)."""
+
+    production: Literal["create", "existing"] = "create"
+    research: Literal["create", "existing"] = "create"
+
+
+class GitHub(Model):
+    """The users' repository whose deploy workflow deploys each account through GitHub's OIDC federation."""
+
+    repository: GitHubRepository
+    environments: GitHubEnvironments = GitHubEnvironments()
+    deploy_role_name: RoleName = "MlbaseGitHubDeploy"
+    oidc_provider: OidcProviders = OidcProviders()
+
+
 class PlatformConfig(Model):
     """The whole of `config/platform.yaml`."""
 
@@ -408,6 +450,8 @@ class PlatformConfig(Model):
     slack: Slack = Slack()
     workbench: Workbench = Workbench()
     photo_service: PhotoService = PhotoService()
+    # Unset: no deploy role, the accounts are deployed by hand only.
+    github: GitHub | None = None
 
 
 # --- config/workers/*.yaml --------------------------------------------------------------------------------------

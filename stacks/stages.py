@@ -14,6 +14,7 @@ from cdk_constructs.lambda_concurrency import ReservedConcurrency
 from stacks.access import AccessStack
 from stacks.audit import ProductionAuditStack, ResearchAuditStack
 from stacks.config import Platform
+from stacks.delivery import DeliveryStack
 from stacks.guardrails import GuardrailsStack
 from stacks.identity import IdentityStack
 from stacks.network import ProductionNetworkStack, ResearchNetworkStack
@@ -29,6 +30,8 @@ class ProductionStage(Stage):
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
         Aspects.of(self).add(ReservedConcurrency(enabled=cfg.lambdas.reserved_concurrency))
+        if cfg.github is not None:
+            self.delivery = DeliveryStack(self, "Delivery", github=cfg.github, account="production")
         self.audit = ProductionAuditStack(self, "Audit", cfg=cfg)
         self.identity = IdentityStack(self, "Identity", platform=platform)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="production")
@@ -52,6 +55,8 @@ class ResearchStage(Stage):
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
         Aspects.of(self).add(ReservedConcurrency(enabled=cfg.lambdas.reserved_concurrency))
+        if cfg.github is not None:
+            self.delivery = DeliveryStack(self, "Delivery", github=cfg.github, account="research")
         self.access = AccessStack(self, "Access", platform=platform)
         self.audit = ResearchAuditStack(self, "Audit", cfg=cfg)
         self.guardrails = GuardrailsStack(self, "Guardrails", platform=platform, account="research")

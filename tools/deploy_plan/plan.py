@@ -141,20 +141,28 @@ def deploy_plan(platform: Platform) -> Plan:
     ]
     if cfg.organization.manage_scps:
         steps.append(_organization_step(cfg))
+    # The deploy workflow's role comes first: once it exists, CI can run every later step.
+    delivery = cfg.github is not None
+    first_production = ("Production/Delivery",) * delivery + ("Production/Audit", "Production/Identity")
+    first_research = ("Research/Delivery",) * delivery + ("Research/Audit", "Research/Access")
     steps += [
         Step(
             "Production audit and identity first",
             "production",
-            (deploy_command(("Production/Audit", "Production/Identity"), "prod"),),
-            stacks=("Production/Audit", "Production/Identity"),
+            (deploy_command(first_production, "prod"),),
+            stacks=first_production,
             note="The research trail and Config deliver into the archive; the research roles trust the"
-            " production users.",
+            " production users."
+            + (
+                " `Production/Delivery` holds the deploy workflow's role ([CI/CD](#cicd-pull-requests-and-deploys))."
+                * delivery
+            ),
         ),
         Step(
             "Research audit and access",
             "research",
-            (deploy_command(("Research/Audit", "Research/Access"), "research"),),
-            stacks=("Research/Audit", "Research/Access"),
+            (deploy_command(first_research, "research"),),
+            stacks=first_research,
             note="Redeploy `Research/Access` whenever people are added or removed in production.",
         ),
         Step(
