@@ -142,10 +142,6 @@ class GpuQueueWorker(Construct):
                 queue=self.dead_letter_queue, max_receive_count=spec.max_receive_count
             ),
         )
-        acknowledge(
-            self.dead_letter_queue,
-            ("AwsSolutions-SQS3", "This queue is the dead-letter queue; a DLQ of a DLQ would only hide failures."),
-        )
 
     # --- hosts ----------------------------------------------------------------------------------------------------
 
@@ -286,10 +282,6 @@ class GpuQueueWorker(Construct):
             (
                 "NIST.800.53.R5-EC2IMDSv2Enabled",
                 "The launch template requires IMDSv2 (HttpTokens required); the rule reads launch configurations only.",
-            ),
-            (
-                "NIST.800.53.R5-AutoScalingGroupELBHealthCheckRequired",
-                "Queue workers serve no load balancer; ECS replaces unhealthy tasks.",
             ),
             (
                 "AwsSolutions-EC26",

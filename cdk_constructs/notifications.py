@@ -15,7 +15,6 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
 
 # AWS services that publish to the topic directly and must be able to use its key. EventBridge is not listed: the
@@ -103,10 +102,6 @@ class Notifications(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letter_queue,
-            ("AwsSolutions-SQS3", "This queue is the dead-letter queue of the Slack notifier."),
         )
         secret = secretsmanager.Secret.from_secret_name_v2(self, "SlackSecret", slack_secret_name)
         notifier = PythonLambda(

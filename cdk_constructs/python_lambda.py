@@ -129,16 +129,20 @@ class PythonLambda(Construct):
         role = self.function.role
         assert role is not None
         self.role = role
+        if vpc is not None:
+            acknowledge(
+                role,
+                (
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaVPCAccessExecutionRole]",
+                    "AWS-maintained policy for the network interfaces a function in a VPC needs.",
+                ),
+            )
         acknowledge(
             role,
             (
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
                 "AWS-maintained policy limited to writing this function's logs.",
-            ),
-            (
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaVPCAccessExecutionRole]",
-                "AWS-maintained policy for the network interfaces a function in a VPC needs.",
             ),
             (
                 "NIST.800.53.R5-IAMNoInlinePolicy",

@@ -190,7 +190,6 @@ class SecurityGroupRules(Construct):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        acknowledge(self.guard_failures, ("AwsSolutions-SQS3", "This queue is the dead-letter queue of the guard."))
         guard = PythonLambda(
             self,
             "OpenWorldGuard",

@@ -106,10 +106,6 @@ class Workstation(Construct):
                 "AwsSolutions-EC29",
                 "Deletion is the roster's decision; the data volume is snapshotted when a person is removed.",
             ),
-            (
-                "NIST.800.53.R5-EC2InstanceTerminationProtection",
-                "Deletion is the roster's decision; the data volume is snapshotted when a person is removed.",
-            ),
         )
         acknowledge(
             self.data_volume,

@@ -129,7 +129,6 @@ class WorkbenchStack(ZonedStack):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        acknowledge(failures, ("AwsSolutions-SQS3", "This queue is the dead-letter queue of the idle monitor."))
         self.idle_monitor = PythonLambda(
             self,
             "IdleMonitor",
@@ -194,20 +193,6 @@ class WorkbenchStack(ZonedStack):
                 (
                     f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{self.region}:{self.account}:instance/*]",
                     "Instance IDs change when the roster changes; access is conditioned on the mlbase:managed tag.",
-                ),
-                (
-                    f"AwsSolutions-IAM5[Resource::arn:aws:secretsmanager:{self.region}:{self.account}:secret:"
-                    f"{cfg.slack.secret_name}-??????]",
-                    "Secrets referenced by name carry a random six-character suffix in their ARN.",
-                ),
-            )
-        for fn in (self.bot, self.jobs):
-            acknowledge(
-                fn.role,
-                (
-                    f"AwsSolutions-IAM5[Resource::arn:aws:secretsmanager:{self.region}:{self.account}:secret:"
-                    f"{cfg.slack.signing_secret_name}-??????]",
-                    "Secrets referenced by name carry a random six-character suffix in their ARN.",
                 ),
             )
         # Only the functions that read them, and platform admins, may touch the Slack secrets.

@@ -1,0 +1,85 @@
+"""The security gate proves its acknowledgements: each one must silence a finding the gate really reports.
+
+The app is synthesized once more with every acknowledgement recorded instead of applied, so the validation report
+lists every finding cdk-nag and CloudFormation Validate would raise. An acknowledgement that matches none of them
+(same rule, on its construct or below) is dead: it would silently cover whatever the next change adds there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cdk_constructs.nag as nag
+from stacks.config import load_platform
+from stacks.stages import build_app
+
+Ack = tuple[str, str, str]  # construct path, rule, reason
+Finding = tuple[str, str]  # rule, construct path
+
+
+class _Recorder:
+    """Stands in for aws_cdk.Validations inside cdk_constructs.nag: records acknowledgements, applies none."""
+
+    acks: list[Ack] = []
+
+    @classmethod
+    def of(cls, construct: Any) -> Any:
+        class Scope:
+            def acknowledge(self, *acknowledgements: Any) -> None:
+                for ack in acknowledgements:
+                    cls.acks.append((construct.node.path, ack.id, ack.reason))
+
+        return Scope()
+
+
+@pytest.fixture(scope="module")
+def unacknowledged(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Ack], list[Finding]]:
+    outdir = tmp_path_factory.mktemp("unacknowledged")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(nag, "Validations", _Recorder)
+    _Recorder.acks = []
+    try:
+        # The gate stops the synth on the findings it now sees; the report is written first.
+        with pytest.raises(Exception):  # noqa: B017, PT011 - jsii raises its own error type
+            build_app(load_platform(), outdir=str(outdir)).synth()
+    finally:
+        patch.undo()
+    report = json.loads((Path(outdir) / "validation-report.json").read_text(encoding="utf-8"))
+    findings = [
+        (violation["ruleName"], construct["constructPath"])
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for construct in violation["violatingConstructs"]
+    ]
+    return list(_Recorder.acks), findings
+
+
+def _covers(ack: Ack, finding: Finding) -> bool:
+    path, rule, _ = ack
+    found_rule, found_path = finding
+    if not (found_path == path or found_path.startswith(f"{path}/")):
+        return False
+    # cdk-nag names a finding `Pack-Rule[Finding]`; an acknowledgement of the bare rule covers all its findings.
+    return found_rule == rule or ("[" not in rule and found_rule.split("[", 1)[0] == rule)
+
+
+def test_the_gate_reports_findings_without_acknowledgements(unacknowledged: tuple[list[Ack], list[Finding]]) -> None:
+    acks, findings = unacknowledged
+    assert len(acks) > 100
+    assert len(findings) > 100
+
+
+def test_every_acknowledgement_silences_a_real_finding(unacknowledged: tuple[list[Ack], list[Finding]]) -> None:
+    acks, findings = unacknowledged
+    dead = sorted({f"{path}: {rule}" for path, rule, reason in acks if not any(_covers((path, rule, reason), f)
+                                                                               for f in findings)})  # fmt: skip
+    assert not dead, "acknowledgements that match no finding:\n" + "\n".join(dead)
+
+
+def test_every_acknowledgement_gives_a_reason(unacknowledged: tuple[list[Ack], list[Finding]]) -> None:
+    acks, _ = unacknowledged
+    assert [a for a in acks if len(a[2].strip()) < 20] == []
