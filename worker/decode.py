@@ -40,8 +40,10 @@ HEIC_UNSUPPORTED = "heic_unsupported"
 EXTREME_ASPECT_RATIO = "extreme_aspect_ratio"
 
 # What the upload API accepts (JPEG, PNG, WebP, HEIC) plus AVIF, the other camera format of the same family
-# (Android phones, Pillow's own decoder). Phone JPEGs that are MPO come through the JPEG plugin.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF")
+# (Android phones, Pillow's own decoder). Phone JPEGs that are MPO come through the JPEG plugin. AVIF is tried before
+# HEIF: both containers may carry the generic "mif1" brand, and Pillow's AVIF plugin declines HEVC content, whereas
+# pillow-heif would take AV1 content it cannot decode.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "HEIF")
 # A 240-degree phone panorama is about 6:1; beyond this a picture is a sliver that no crop can classify.
 MAX_ASPECT_RATIO = 25
 

@@ -226,7 +226,7 @@ def test_text_and_pdf_lookalikes_are_told_apart() -> None:
 
 
 def test_the_allow_list_is_what_the_api_accepts_plus_avif() -> None:
-    assert decode.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "HEIF", "AVIF")
+    assert decode.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "AVIF", "HEIF")
     # pillow-heif and Pillow's AVIF decoder are installed with the worker, so nothing allowed is missing here.
     assert decode.FORMATS == decode.ALLOWED_FORMATS
 
@@ -357,3 +357,13 @@ def test_heic_with_several_pictures_uses_the_primary_one() -> None:
 def test_avif_decodes_with_its_orientation() -> None:
     assert _oriented("AVIF", 6)[4:12] == b"ftypavif"
     _assert_rotated_clockwise(decode.decode(_oriented("AVIF", 6), SIZE, LIMIT))
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heif_and_avif_with_the_generic_mif1_brand_both_decode(fmt: str) -> None:
+    data = _encode(Image.new("RGB", (64, 48), "orange"), fmt)
+    generic = data[:8] + b"mif1" + data[12:]  # the major brand many encoders write instead of heic/avif
+    result = _decode(generic)
+    assert result.error is None
+    assert result.pixels is not None
+    assert result.pixels[..., 0].mean() > 200
