@@ -367,3 +367,8 @@ def test_heif_and_avif_with_the_generic_mif1_brand_both_decode(fmt: str) -> None
     assert result.error is None
     assert result.pixels is not None
     assert result.pixels[..., 0].mean() > 200
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heif_and_avif_over_the_pixel_limit(fmt: str) -> None:
+    assert _decode(_encode(Image.new("RGB", (400, 300), "red"), fmt), max_pixels=100_000).error == "too_many_pixels"
