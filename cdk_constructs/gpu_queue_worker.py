@@ -26,7 +26,6 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -39,20 +38,11 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from cdk_constructs.gpu_worker_monitoring import add_alarms, add_dashboard
+from cdk_constructs.gpu_worker_scaling import add_sla_scaling
 from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
-from cdk_constructs.sla_scaling import MetricQuery, MetricSpec, ScalingPolicy, StepPolicy
-
-_COMPARISON = {
-    "GreaterThanOrEqualToThreshold": cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-    "LessThanOrEqualToThreshold": cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
-}
-_ADJUSTMENT = {
-    "ChangeInCapacity": appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-    "ExactCapacity": appscaling.AdjustmentType.EXACT_CAPACITY,
-    "PercentChangeInCapacity": appscaling.AdjustmentType.PERCENT_CHANGE_IN_CAPACITY,
-}
-
+from cdk_constructs.sla_scaling import ScalingPolicy
 
 # CloudWatch agent configuration for GPU hosts: utilization and memory per Auto Scaling group, every minute.
 _GPU_AGENT_CONFIG = {
@@ -96,7 +86,17 @@ class WorkerSpec:
 
 
 class GpuQueueWorker(Construct):
-    """Queue, dead-letter queue, GPU ECS service and its scaling, alarms and dashboard for one worker."""
+    """Queue, dead-letter queue, GPU ECS service and its scaling, alarms and dashboard for one worker.
+
+    Hosts, task and service are built here; scaling in `gpu_worker_scaling.py`, alarms and the dashboard in
+    `gpu_worker_monitoring.py`, all as children of this construct.
+    """
+
+    scalable_target: appscaling.ScalableTarget
+    step_alarms: dict[str, cloudwatch.Alarm]
+    dlq_alarm: cloudwatch.Alarm
+    sla_alarm: cloudwatch.Alarm
+    dashboard: cloudwatch.Dashboard
 
     def __init__(
         self,
@@ -117,9 +117,9 @@ class GpuQueueWorker(Construct):
         self._queues(spec)
         self._cluster(spec, vpc)
         self._service(spec, upload_bucket, upload_prefix, results_table, results_topic)
-        self._scaling(policy)
-        self._alarms(spec, alarm_topic)
-        self._dashboard(spec)
+        add_sla_scaling(self, policy)
+        add_alarms(self, spec, alarm_topic)
+        add_dashboard(self, spec)
 
     # --- queue ----------------------------------------------------------------------------------------------------
 
@@ -490,252 +490,6 @@ class GpuQueueWorker(Construct):
         acknowledge(
             self.task_definition,
             ("AwsSolutions-ECS2", "Environment holds resource names only; no secrets are passed to the worker."),
-        )
-
-    # --- scaling --------------------------------------------------------------------------------------------------
-
-    def _dimensions(self, query: MetricQuery) -> dict[str, str]:
-        if query.resource == "queue":
-            return {"QueueName": self.queue.queue_name}
-        return {"ClusterName": self.cluster.cluster_name, "ServiceName": self.service.service_name}
-
-    def _math(self, spec: MetricSpec) -> cloudwatch.MathExpression:
-        period = Duration.seconds(spec.period_seconds)
-        return cloudwatch.MathExpression(
-            expression=spec.expression,
-            label=spec.label,
-            period=period,
-            using_metrics={
-                q.id: cloudwatch.Metric(
-                    namespace=q.namespace,
-                    metric_name=q.metric_name,
-                    dimensions_map=self._dimensions(q),
-                    statistic=q.statistic,
-                    period=period,
-                )
-                for q in spec.queries
-            },
-        )
-
-    def _scaling(self, policy: ScalingPolicy) -> None:
-        self.scalable_target = appscaling.ScalableTarget(
-            self,
-            "ScalableTarget",
-            service_namespace=appscaling.ServiceNamespace.ECS,
-            resource_id=f"service/{self.cluster.cluster_name}/{self.service.service_name}",
-            scalable_dimension="ecs:service:DesiredCount",
-            min_capacity=policy.min_capacity,
-            max_capacity=policy.max_capacity,
-        )
-        for tracking in policy.target_tracking:
-            appscaling.CfnScalingPolicy(
-                self,
-                f"TargetTracking{tracking.name.title().replace('-', '')}",
-                policy_name=f"{self.spec.name}-{tracking.name}",
-                policy_type="TargetTrackingScaling",
-                scaling_target_id=self.scalable_target.scalable_target_id,
-                target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
-                    target_value=tracking.target_value,
-                    disable_scale_in=tracking.disable_scale_in,
-                    scale_in_cooldown=tracking.scale_in_cooldown_seconds,
-                    scale_out_cooldown=tracking.scale_out_cooldown_seconds,
-                    customized_metric_specification=appscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
-                        metrics=[
-                            *(
-                                appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
-                                    id=q.id,
-                                    return_data=False,
-                                    metric_stat=appscaling.CfnScalingPolicy.TargetTrackingMetricStatProperty(
-                                        stat=q.statistic,
-                                        metric=appscaling.CfnScalingPolicy.TargetTrackingMetricProperty(
-                                            namespace=q.namespace,
-                                            metric_name=q.metric_name,
-                                            dimensions=[
-                                                appscaling.CfnScalingPolicy.TargetTrackingMetricDimensionProperty(
-                                                    name=k, value=v
-                                                )
-                                                for k, v in self._dimensions(q).items()
-                                            ],
-                                        ),
-                                    ),
-                                )
-                                for q in tracking.metric.queries
-                            ),
-                            appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
-                                id="backlog",
-                                expression=tracking.metric.expression,
-                                label=tracking.metric.label,
-                                return_data=True,
-                            ),
-                        ]
-                    ),
-                ),
-            )
-        self.step_alarms: dict[str, cloudwatch.Alarm] = {}
-        for step_policy in policy.step_policies:
-            self._step_policy(step_policy)
-
-    def _step_policy(self, p: StepPolicy) -> None:
-        cid = "".join(part.title() for part in p.name.split("-"))
-        action = appscaling.StepScalingAction(
-            self,
-            f"{cid}Action",
-            scaling_target=self.scalable_target,
-            adjustment_type=_ADJUSTMENT[p.adjustment_type],
-            cooldown=Duration.seconds(p.cooldown_seconds),
-            metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM,
-            min_adjustment_magnitude=p.min_adjustment_magnitude,
-            policy_name=f"{self.spec.name}-{p.name}",
-        )
-        for step in p.steps:
-            # Application Auto Scaling step bounds are offsets from the alarm threshold.
-            action.add_adjustment(
-                adjustment=step.adjustment,
-                lower_bound=None if step.lower is None else step.lower - p.threshold,
-                upper_bound=None if step.upper is None else step.upper - p.threshold,
-            )
-        alarm = cloudwatch.Alarm(
-            self,
-            f"{cid}Alarm",
-            alarm_description=f"{self.spec.name}: {p.name} scaling ({p.metric.label})",
-            metric=self._math(p.metric),
-            threshold=p.threshold,
-            comparison_operator=_COMPARISON[p.comparison],
-            evaluation_periods=p.evaluation_periods,
-            datapoints_to_alarm=p.datapoints_to_alarm,
-            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
-        )
-        alarm.add_alarm_action(cw_actions.ApplicationScalingAction(action))
-        self.step_alarms[p.name] = alarm
-
-    # --- alarms and dashboard -------------------------------------------------------------------------------------
-
-    def _alarms(self, spec: WorkerSpec, topic: sns.ITopic) -> None:
-        minute = Duration.minutes(1)
-        self.dlq_alarm = cloudwatch.Alarm(
-            self,
-            "DeadLetterAlarm",
-            alarm_description=f"{spec.name}: photos in the dead-letter queue (failed {spec.max_receive_count} times)",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=minute, statistic="Maximum"
-            ),
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self.sla_alarm = cloudwatch.Alarm(
-            self,
-            "SlaAlarm",
-            alarm_description=f"{spec.name}: oldest photo has waited 75% of the {int(spec.sla.to_minutes())}-minute SLA",
-            metric=self.queue.metric_approximate_age_of_oldest_message(period=minute, statistic="Maximum"),
-            threshold=int(spec.sla.to_seconds() * 0.75),
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        for alarm in (self.dlq_alarm, self.sla_alarm):
-            alarm.add_alarm_action(cw_actions.SnsAction(topic))
-            alarm.add_ok_action(cw_actions.SnsAction(topic))
-
-    def _dashboard(self, spec: WorkerSpec) -> None:
-        minute = Duration.minutes(1)
-
-        def worker_metric(name: str, stat: str = "Average") -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="mlbase/worker",
-                metric_name=name,
-                dimensions_map={"Worker": spec.name},
-                statistic=stat,
-                period=minute,
-            )
-
-        service_dims = {"ClusterName": self.cluster.cluster_name, "ServiceName": self.service.service_name}
-
-        def insights(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="ECS/ContainerInsights",
-                metric_name=name,
-                dimensions_map=service_dims,
-                statistic="Average",
-                period=minute,
-            )
-
-        sla_seconds = spec.sla.to_seconds()
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"mlbase-{spec.name}")
-        self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Age of oldest photo vs SLA",
-                left=[self.queue.metric_approximate_age_of_oldest_message(period=minute, statistic="Maximum")],
-                left_annotations=[
-                    cloudwatch.HorizontalAnnotation(value=sla_seconds, label="SLA", color="#d62728"),
-                    cloudwatch.HorizontalAnnotation(value=sla_seconds * 0.75, label="alarm (75%)", color="#ff7f0e"),
-                ],
-                width=12,
-            ),
-            cloudwatch.GraphWidget(
-                title="Backlog and in flight",
-                left=[
-                    self.queue.metric_approximate_number_of_messages_visible(period=minute, statistic="Maximum"),
-                    self.queue.metric_approximate_number_of_messages_not_visible(period=minute, statistic="Maximum"),
-                ],
-                width=12,
-            ),
-        )
-        self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Tasks: running and desired",
-                left=[insights("RunningTaskCount"), insights("DesiredTaskCount")],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Images per second",
-                left=[worker_metric("ImagesPerSecond", "Sum"), worker_metric("Images", "Sum")],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Per-stage latency p90 (ms)",
-                # The workers publish every photo's value, so p90 here is the fleet's, not an average of tasks'.
-                left=[worker_metric(name, "p90") for name in ("DownloadMs", "DecodeMs", "InferMs")],
-                width=8,
-            ),
-        )
-        self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Errors by kind",
-                left=[
-                    cloudwatch.MathExpression(
-                        expression=f"SEARCH('{{mlbase/worker,ErrorKind,Worker}} Worker=\"{spec.name}\" MetricName=\"Errors\"', 'Sum', 60)",
-                        label="errors",
-                        period=minute,
-                    )
-                ],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Dead-letter queue depth",
-                left=[
-                    self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                        period=minute, statistic="Maximum"
-                    )
-                ],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="GPU utilization (%)",
-                left=[
-                    cloudwatch.MathExpression(
-                        expression=(
-                            'SEARCH(\'{CWAgent,AutoScalingGroupName} MetricName="nvidia_smi_utilization_gpu" '
-                            f"AutoScalingGroupName=\"{self.auto_scaling_group.auto_scaling_group_name}\"', 'Average', 60)"
-                        ),
-                        label="GPU",
-                        period=minute,
-                    )
-                ],
-                width=8,
-            ),
         )
 
 
