@@ -41,7 +41,7 @@ from constructs import Construct
 from cdk_constructs.gpu_worker_monitoring import add_alarms, add_dashboard
 from cdk_constructs.gpu_worker_scaling import add_sla_scaling
 from cdk_constructs.logs_key import logs_key
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_provider
 from cdk_constructs.sla_scaling import ScalingPolicy
 
 # CloudWatch agent configuration for GPU hosts: utilization and memory per Auto Scaling group, every minute.
@@ -54,9 +54,6 @@ _GPU_AGENT_CONFIG = {
         "metrics_collected": {"nvidia_gpu": {"measurement": ["utilization_gpu", "memory_used", "memory_total"]}},
     },
 }
-
-# Construct ID of the singleton function behind every AwsCustomResource in a stack (fixed by aws-cdk-lib).
-_SDK_CALL_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
 
 
 @dataclass(frozen=True)
@@ -332,24 +329,7 @@ class GpuQueueWorker(Construct):
             ),
             ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated: one delete call on this worker's host group."),
         )
-        # CDK's shared SDK-call function (one per stack) that runs the delete above, only at stack deletion.
-        provider = stack.node.try_find_child(_SDK_CALL_PROVIDER)
-        if provider is not None:
-            reason = (
-                "CDK's shared deploy-time SDK-call function; runs once, at stack deletion, with no input from users."
-            )
-            acknowledge(
-                provider,
-                (
-                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaBasicExecutionRole]",
-                    reason,
-                ),
-                ("NIST.800.53.R5-LambdaConcurrency", reason),
-                ("NIST.800.53.R5-LambdaDLQ", reason),
-                ("NIST.800.53.R5-LambdaInsideVPC", reason),
-                ("NIST.800.53.R5-CloudWatchLogGroupEncrypted", "Its log holds the SDK call's status only."),
-            )
+        acknowledge_sdk_call_provider(stack, "delete this worker's host group once, at stack deletion")
 
     # --- task and service -----------------------------------------------------------------------------------------
 

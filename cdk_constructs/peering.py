@@ -10,7 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_policy, acknowledge_sdk_call_provider
 
 # The AWS SDK path of the connection ID in a DescribeVpcPeeringConnections answer.
 _CONNECTION_ID = "VpcPeeringConnections.0.VpcPeeringConnectionId"
@@ -55,25 +55,6 @@ def peer_access_group(
     return group
 
 
-def _sdk_call_nag(stack: Stack) -> None:
-    """Acknowledge the findings of the CDK's one-per-stack AwsCustomResource provider function."""
-    provider = stack.node.try_find_child("AWS679f53fac002430cb0da5b7982bd2287")
-    if provider is None:
-        return
-    reason = (
-        "aws-cdk-lib's AwsCustomResource provider: runs only during deployment to make the peering SDK calls that"
-        " CloudFormation lacks (connection lookup, DNS resolution options); its runtime and role are library-managed."
-    )
-    for rule in (
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "NIST.800.53.R5-LambdaConcurrency",
-        "NIST.800.53.R5-LambdaDLQ",
-        "NIST.800.53.R5-LambdaInsideVPC",
-        "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
-    ):
-        acknowledge(provider, (rule, reason))
-
-
 def allow_dns_resolution(scope: Construct, id_: str, *, connection_id: str, requester: bool, accepter: bool) -> None:
     """Let each named side resolve the other side's public DNS hostnames to private IPs (no CloudFormation property).
 
@@ -108,17 +89,9 @@ def allow_dns_resolution(scope: Construct, id_: str, *, connection_id: str, requ
             ]
         ),
     )
-    _ack_custom_resource_policy(resource)
-    _sdk_call_nag(stack)
-
-
-def _ack_custom_resource_policy(resource: cr.AwsCustomResource) -> None:
-    acknowledge(
-        resource.node.find_child("CustomResourcePolicy"),
-        (
-            "NIST.800.53.R5-IAMNoInlinePolicy",
-            "The AwsCustomResource attaches its single SDK-call permission inline to the library's provider role.",
-        ),
+    acknowledge_sdk_call_policy(resource)
+    acknowledge_sdk_call_provider(
+        stack, "make the peering SDK calls that CloudFormation lacks (connection lookup, DNS resolution options)"
     )
 
 
@@ -268,7 +241,7 @@ class PeeringAccepter(Construct):
                 "ec2:DescribeVpcPeeringConnections supports no resource-level permissions; it is read-only.",
             ),
         )
-        _ack_custom_resource_policy(find)
+        acknowledge_sdk_call_policy(find)
         self.connection_id = find.get_response_field(_CONNECTION_ID)
         self.routes = add_routes(
             self, "Route", subnets=subnets, destination_cidr=requester_cidr, connection_id=self.connection_id

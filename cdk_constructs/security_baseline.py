@@ -19,7 +19,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk_constructs.cis_alarms import CisAlarms
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_provider
 
 # Security Hub standards, by the ARNs AWS documents for them (securityhub/latest/userguide/standards-reference.html).
 SECURITY_HUB_STANDARDS = {
@@ -52,7 +52,6 @@ PUBLIC_ACCESS_BLOCK = {
 }
 
 # Construct ID of the singleton function behind every AwsCustomResource in a stack (fixed by aws-cdk-lib).
-_SDK_CALL_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"
 
 
 @dataclass(frozen=True)
@@ -210,7 +209,9 @@ class SecurityBaseline(Construct):
         for setting in self.settings:
             self._apply(setting)
         if self.settings:
-            _acknowledge_sdk_call_provider(stack)
+            acknowledge_sdk_call_provider(
+                stack, "apply the account settings that CloudFormation has no resource type for"
+            )
 
         if pieces.cis_alarms:
             self.cis_alarms = CisAlarms(
@@ -258,21 +259,3 @@ class SecurityBaseline(Construct):
             ),
             ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated: one account-setting call for this custom resource."),
         )
-
-
-def _acknowledge_sdk_call_provider(stack: Stack) -> None:
-    provider = stack.node.try_find_child(_SDK_CALL_PROVIDER)
-    if provider is None:
-        return
-    reason = (
-        "aws-cdk-lib's shared deploy-time SDK-call function: runs only when the stack applies the account settings"
-        " that CloudFormation has no resource type for; its runtime and role are library-managed."
-    )
-    for rule in (
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "NIST.800.53.R5-LambdaConcurrency",
-        "NIST.800.53.R5-LambdaDLQ",
-        "NIST.800.53.R5-LambdaInsideVPC",
-        "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
-    ):
-        acknowledge(provider, (rule, reason))
