@@ -27,6 +27,10 @@ from typing import Any
 import numpy as np
 
 from worker import decode, synthetic
+from worker.settings import Settings
+
+# The worker's own default (MLBASE_BATCH_TIMEOUT_MS), so the batches here are the sizes a task runs.
+BATCH_TIMEOUT_MS = int(Settings.__dataclass_fields__["batch_timeout_ms"].default)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -111,7 +115,22 @@ def decode_throughput(photos: list[bytes], size: int, workers: int, repeat: int)
     return len(jobs) / elapsed
 
 
-def model_throughput(classifier: Any, batch_size: int, seconds: float = 3.0) -> float:
+def model_throughput(classifier: Any, batch_size: int, seconds: float = 3.0, workers: int | None = None) -> float:
+    """Images/s of the model alone, with the torch threads the worker gives it beside `workers` decoders."""
+    import torch
+
+    from worker.model import share_cpu_with_decoders
+
+    threads = torch.get_num_threads()
+    if workers is not None:
+        share_cpu_with_decoders(classifier.device, workers)
+    try:
+        return _model_rate(classifier, batch_size, seconds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _model_rate(classifier: Any, batch_size: int, seconds: float) -> float:
     import torch
 
     size = classifier.input_size
@@ -165,7 +184,7 @@ def e2e_local(
         decode_workers=workers,
         max_pixels=10**9,
         batch_size=batch_size,
-        batch_timeout_s=0.05,
+        batch_timeout_s=BATCH_TIMEOUT_MS / 1000,
         gpu_decoder=gpu_decoder,
     )
     pipeline.warm_up()
@@ -231,7 +250,7 @@ def e2e_moto(model_dir: Path, photos: list[bytes], workers: int, batch_size: int
                 "MLBASE_ENDPOINT_URL": endpoint,
                 "MLBASE_DECODE_WORKERS": str(workers),
                 "MLBASE_BATCH_SIZE": str(batch_size),
-                "MLBASE_BATCH_TIMEOUT_MS": "50",
+                "MLBASE_BATCH_TIMEOUT_MS": str(BATCH_TIMEOUT_MS),
                 "MLBASE_WAIT_TIME_S": "0",
                 "AWS_REGION": region,
             }
@@ -335,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             report.decode_gpu_images_per_s = gpu_decode_throughput(gpu_decoder, photos, args.batch_size, args.repeat)
         for _ in range(args.rounds):
             decode_runs.append(decode_throughput(photos, classifier.input_size, args.workers, args.repeat))
-            model_runs.append(model_throughput(classifier, args.batch_size, seconds=1.5))
+            model_runs.append(model_throughput(classifier, args.batch_size, seconds=1.5, workers=args.workers))
             e2e_runs.append(e2e_local(classifier, photos, args.workers, args.batch_size, args.repeat, gpu_decoder))
         report.decode_images_per_s = statistics.median(decode_runs)
         report.model_images_per_s = statistics.median(model_runs)
