@@ -1,7 +1,8 @@
 """``python -m tools.review``: what the synthesized templates change, flagged changes first.
 
-Synthesizes the working tree (or reads ``--assembly``) and compares it with the committed template snapshots, or
-with another git revision synthesized in a temporary worktree (``--base REV``). Offline: no AWS call is made.
+Synthesizes the working tree (or reads ``--assembly``) and compares it with a baseline synthesized in a temporary
+git worktree: by default the merge base of HEAD and the upstream branch (the branch a pull request targets), or
+``--base REV``; ``--snapshots DIR`` compares with the committed template snapshots instead. Offline: no AWS call.
 
 Exit codes: 0 nothing flagged, 1 flagged changes present (for CI), 2 the comparison could not be made.
 """
@@ -9,6 +10,7 @@ Exit codes: 0 nothing flagged, 1 flagged changes present (for CI), 2 the compari
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -85,6 +87,28 @@ def worktree(rev: str, repo: Path = REPO_ROOT) -> Iterator[Path]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
+def _git(repo: Path, *args: str) -> str | None:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def upstream_candidates() -> list[str]:
+    """Where the upstream branch may be found, in order: the pull request's target, the tracked branch, origin's."""
+    target = os.environ.get("GITHUB_BASE_REF")  # set by GitHub Actions in pull-request jobs
+    return [*([f"origin/{target}"] if target else []), "@{upstream}", "origin/HEAD", "origin/main"]
+
+
+def merge_base(repo: Path) -> tuple[str, str] | None:
+    """``(commit, upstream)``: the merge base of HEAD with the first upstream candidate that exists, if any."""
+    for candidate in upstream_candidates():
+        if _git(repo, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}") is None:
+            continue
+        commit = _git(repo, "merge-base", "HEAD", candidate)
+        if commit:
+            return commit, candidate
+    return None
+
+
 def compare(baseline: Sequence[StackTemplate], current: Sequence[StackTemplate]) -> list[StackDiff]:
     """One diff per stack name present on either side, in the current synth's order, removed stacks last."""
     old = {s.name: s for s in baseline}
@@ -109,9 +133,13 @@ def review(baseline_name: str, baseline: Sequence[StackTemplate], current: Seque
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.review", description=__doc__.splitlines()[0])
-    parser.add_argument("--base", metavar="REV", help="compare with this git revision instead of the snapshots")
+    parser.add_argument("--base", metavar="REV", help="compare with this git revision (default: the merge base)")
     parser.add_argument(
-        "--snapshots", type=Path, default=SNAPSHOT_DIR, help="snapshot directory (default: %(default)s)"
+        "--snapshots",
+        type=Path,
+        nargs="?",
+        const=SNAPSHOT_DIR,
+        help=f"compare with the template snapshots in this directory (default: {SNAPSHOT_DIR.relative_to(REPO_ROOT)})",
     )
     parser.add_argument("--assembly", type=Path, help="use this synthesized cloud assembly instead of synthesizing")
     parser.add_argument("--baseline-assembly", type=Path, help="compare with this cloud assembly")
@@ -120,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repo", type=Path, default=REPO_ROOT, help="the checkout to synthesize (default: this one)")
     parser.add_argument(
         "--cdk-diff", action="store_true", help="append the CDK CLI's own `cdk diff --template` for each changed stack"
+    )
+    parser.add_argument("--output", type=Path, help="write the report to this file instead of standard output")
+    parser.add_argument(
+        "--summary", type=Path, help="write a JSON summary (baseline, flags, changed stacks) for CI to this file"
     )
     return parser
 
@@ -140,24 +172,50 @@ def run(argv: Sequence[str] | None = None) -> int:
             current_dir = Path(scratch) / "current"
             gate = synth(args.repo, current_dir)
         current = load_assembly(current_dir)
-        if args.baseline_assembly:
-            name, baseline = str(args.baseline_assembly), load_assembly(args.baseline_assembly)
-        elif args.base:
-            base_dir = Path(scratch) / "base"
-            with worktree(args.base, args.repo) as tree:
-                synth(tree, base_dir)
-            name, baseline = f"revision {args.base}", load_assembly(base_dir)
-        else:
-            name, baseline = "the committed snapshots", load_snapshots(args.snapshots)
-            if not baseline:
-                raise ReviewError(f"no snapshots in {args.snapshots}; pass --base REV or run `make snapshot-update`")
+        name, baseline = _baseline(args, Path(scratch) / "base")
         result = review(name, baseline, current)
-        text = to_markdown(result) if args.markdown else to_text(result, color=_use_color(args.color))
+        color = _use_color(args.color) and args.output is None
+        text = to_markdown(result) if args.markdown else to_text(result, color=color)
         text = gate_section(gate, markdown=args.markdown) + text
         if args.cdk_diff:
             text += cdk_diff_sections(result, current_dir, Path(scratch) / "cdk-diff", markdown=args.markdown)
-    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if args.summary:
+        summary = {
+            "baseline": name,
+            "flags": len(result.flags) + len(gate),
+            "categories": sorted({f.category for f in result.flags} | ({"security-gate"} if gate else set())),
+            "changed_stacks": [d.stack for d in result.changed],
+        }
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return EXIT_FLAGGED if result.flags or gate else EXIT_CLEAN
+
+
+def _baseline(args: argparse.Namespace, base_dir: Path) -> tuple[str, list[StackTemplate]]:
+    """The templates to compare with, and how the report names them."""
+    if args.baseline_assembly:
+        return str(args.baseline_assembly), load_assembly(args.baseline_assembly)
+    if args.snapshots is not None:
+        baseline = load_snapshots(args.snapshots)
+        if not baseline:
+            raise ReviewError(f"no snapshots in {args.snapshots}; pass --base REV or run `make snapshot-update`")
+        return "the committed snapshots", baseline
+    if args.base:
+        rev, name = args.base, f"revision {args.base}"
+    else:
+        found = merge_base(args.repo)
+        if found is None:
+            tried = ", ".join(upstream_candidates())
+            raise ReviewError(
+                f"no upstream branch to take the merge base with (tried {tried}); pass --base REV or --snapshots"
+            )
+        rev, name = found[0], f"the merge base with {found[1]} ({found[0][:12]})"
+    with worktree(rev, args.repo) as tree:
+        synth(tree, base_dir)
+    return name, load_assembly(base_dir)
 
 
 def gate_section(findings: Sequence[str], *, markdown: bool) -> str:

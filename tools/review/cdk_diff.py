@@ -2,7 +2,9 @@
 
 ``cdk diff --method template --template FILE`` runs offline against a cloud assembly, and its IAM statement and
 security-group tables are the form reviewers know from ``cdk deploy``. It compares the assembly's templates as they
-are, so a copy with normalized templates is diffed, or every asset hash would show as a change.
+are, so a copy with normalized templates is diffed, or every asset hash would show as a change; both sides also
+drop the CDK's bookkeeping metadata (construct paths, asset paths, the analytics resource), which a snapshot lacks
+and a CLI synth has, so that only real changes are shown.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from tools.review.assembly import REPO_ROOT, StackTemplate, load_assembly
+from tools.review.diff import comparable_template
 from tools.review.normalize import normalize_template
 from tools.review.report import Review
 
@@ -21,11 +24,11 @@ CDK_CLI = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 
 
 def normalized_copy(assembly: Path, target: Path) -> Path:
-    """Copy manifests and templates of ``assembly`` (not the asset folders) with normalized templates."""
+    """Copy manifests and templates of ``assembly`` (not the asset folders) with normalized, comparable templates."""
     shutil.copytree(assembly, target, ignore=shutil.ignore_patterns("asset.*"))
     for path in target.rglob("*.template.json"):
-        template = json.loads(path.read_text(encoding="utf-8"))
-        path.write_text(json.dumps(normalize_template(template), indent=1), encoding="utf-8")
+        template = comparable_template(normalize_template(json.loads(path.read_text(encoding="utf-8"))))
+        path.write_text(json.dumps(template, indent=1), encoding="utf-8")
     return target
 
 
@@ -55,7 +58,7 @@ def cdk_diff_sections(review: Review, assembly: Path, workdir: Path, *, markdown
     for diff in review.changed:
         if diff.old is None or diff.new is None or diff.stack not in stacks:
             continue
-        text = cdk_diff_stack(copy, stacks[diff.stack], diff.old, workdir)
+        text = cdk_diff_stack(copy, stacks[diff.stack], comparable_template(diff.old), workdir)
         if markdown:
             parts.append(f"<details><summary>cdk diff {diff.stack}</summary>\n\n```\n{text}\n```\n\n</details>\n")
         else:

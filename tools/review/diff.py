@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from tools.review.spec import Replacement, property_replacement
@@ -15,6 +16,7 @@ _IGNORED_TYPES = {"AWS::CDK::Metadata"}
 _ATTRIBUTES = ("DeletionPolicy", "UpdateReplacePolicy", "DependsOn", "Condition", "UpdatePolicy", "CreationPolicy")
 
 _ORDER: dict[Replacement, int] = {"no": 0, "maybe": 1, "yes": 2}
+_SUB_VAR = re.compile(r"\$\{(?!AWS::)([A-Za-z0-9.]+)\}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class ResourceChange:
     # Top-level property names (and resource attributes such as DeletionPolicy) that differ.
     changed: tuple[str, ...] = ()
     replacement: Replacement = "no"
+    # Replaced resources this one references through a property that replaces it: it is replaced with them.
+    carried_from: tuple[str, ...] = ()
 
     @property
     def old_props(self) -> dict[str, Any]:
@@ -69,6 +73,13 @@ def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def comparable_template(template: dict[str, Any]) -> dict[str, Any]:
+    """``template`` without CDK bookkeeping (CLI-only metadata, the ``AWS::CDK::Metadata`` resource), for diffing."""
+    result = dict(template)
+    result["Resources"] = _resources(template)
+    return result
+
+
 def _resources(template: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     res = (template or {}).get("Resources") or {}
     return {k: _comparable(v) for k, v in res.items() if v.get("Type") not in _IGNORED_TYPES}
@@ -93,8 +104,16 @@ def _modified(logical_id: str, old: dict[str, Any], new: dict[str, Any]) -> Reso
     return ResourceChange(logical_id, new_type, "modified", old, new, tuple(changed), replacement)
 
 
+# Top-level keys holding a single value rather than named entries.
+_SCALAR_SECTIONS = ("Description", "Transform", "AWSTemplateFormatVersion")
+
+
 def _section_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, tuple[str, ...]]:
     other: dict[str, tuple[str, ...]] = {}
+    if old is not None and new is not None:
+        for key in _SCALAR_SECTIONS:
+            if old.get(key) != new.get(key):
+                other[key] = (f"~ {_scalar(old.get(key))} -> {_scalar(new.get(key))}",)
     for section in ("Parameters", "Outputs", "Conditions", "Mappings", "Rules"):
         before = (old or {}).get(section) or {}
         after = (new or {}).get(section) or {}
@@ -104,6 +123,87 @@ def _section_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> 
         if marks:
             other[section] = tuple(marks)
     return other
+
+
+def _scalar(value: Any) -> str:
+    return "(none)" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def references(value: Any) -> set[str]:
+    """Logical IDs that ``value`` refers to through ``Ref``, ``Fn::GetAtt`` or ``${...}`` in ``Fn::Sub``."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Ref" and isinstance(item, str):
+                found.add(item)
+            elif key == "Fn::GetAtt":
+                target = item[0] if isinstance(item, list) else str(item).split(".", 1)[0]
+                found.add(str(target))
+            elif key == "Fn::Sub":
+                text = item[0] if isinstance(item, list) else item
+                bound = set(item[1]) if isinstance(item, list) and len(item) > 1 else set()
+                if isinstance(text, str):
+                    found |= {m.split(".", 1)[0] for m in _SUB_VAR.findall(text)} - bound
+                if isinstance(item, list) and len(item) > 1:
+                    found |= references(item[1])
+            else:
+                found |= references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= references(item)
+    return found
+
+
+def carry_replacements(changes: list[ResourceChange], after: dict[str, dict[str, Any]]) -> list[ResourceChange]:
+    """Add the resources replaced because a resource they reference is replaced (to a fixed point).
+
+    A replacement gives the resource a new physical ID and new attributes; a resource that references it through a
+    property whose change replaces it is replaced in turn (``yes`` only when both steps are certain, else
+    ``maybe``). The template text of that resource does not change, so a plain diff never shows it.
+    """
+    by_id = {c.logical_id: c for c in changes}
+    while True:
+        replaced = {
+            c.logical_id: c.replacement for c in by_id.values() if c.kind == "modified" and c.replacement != "no"
+        }
+        grew = False
+        for logical_id, res in after.items():
+            current = by_id.get(logical_id)
+            if current is not None and current.kind != "modified":
+                continue
+            props = res.get("Properties") or {}
+            causes: dict[str, Replacement] = {}
+            carried: set[str] = set()
+            for prop, value in props.items():
+                verdict = property_replacement(str(res.get("Type")), prop)
+                if verdict == "no":
+                    continue
+                for target in references(value) & replaced.keys():
+                    if target == logical_id:
+                        continue
+                    step: Replacement = "yes" if verdict == "yes" and replaced[target] == "yes" else "maybe"
+                    if _ORDER[step] > _ORDER[causes.get(prop, "no")]:
+                        causes[prop] = step
+                    carried.add(target)
+            if not carried:
+                continue
+            verdict = max(causes.values(), key=_ORDER.__getitem__)
+            if current is None:
+                by_id[logical_id] = ResourceChange(
+                    logical_id, str(res.get("Type")), "modified", res, res, tuple(sorted(causes)), verdict,
+                    tuple(sorted(carried)),
+                )  # fmt: skip
+                grew = True
+            elif _ORDER[verdict] > _ORDER[current.replacement] or not carried <= set(current.carried_from):
+                by_id[logical_id] = replace(
+                    current,
+                    replacement=max(verdict, current.replacement, key=_ORDER.__getitem__),
+                    carried_from=tuple(sorted(carried | set(current.carried_from))),
+                    changed=tuple(dict.fromkeys((*current.changed, *sorted(causes)))),
+                )
+                grew = True
+        if not grew:
+            return list(by_id.values())
 
 
 def diff_templates(stage: str, stack: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> StackDiff:
@@ -120,6 +220,7 @@ def diff_templates(stage: str, stack: str, old: dict[str, Any] | None, new: dict
         change = _modified(logical_id, before[logical_id], after[logical_id])
         if change:
             changes.append(change)
+    changes = carry_replacements(changes, after)
     changes.sort(key=lambda c: ({"removed": 0, "modified": 1, "added": 2}[c.kind], c.logical_id))
     # Stack-level metadata holds stack-wide cdk-nag acknowledgements.
     other = _section_changes(old, new)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tools.review.diff import ResourceChange, StackDiff
-from tools.review.spec import property_replacement
+from tools.review.spec import property_replacement, replacing_properties
 
 CATEGORIES: dict[str, str] = {
+    "replacement-fails": "Replacement that fails (fixed physical name)",
     "stateful": "Stateful resource replaced or removed",
+    "data-protection": "Data protection weakened",
     "iam": "IAM permissions widened",
     "security-group": "Security group rules widened",
     "resource-policy": "Bucket or key policy changed",
@@ -317,14 +319,165 @@ def stateful_flags(diff: StackDiff) -> list[Flag]:
                 message += f"; looks like a logical-ID change to `{twins[0]}` (a new, empty resource is created)"
             flags.append(_flag("stateful", diff, change, message))
         elif change.kind == "modified" and change.replacement != "no":
-            verdict = "**replaced**" if change.replacement == "yes" else "may be replaced"
-            causes = [p for p in change.changed if p == "Type" or property_replacement(change.type, p) != "no"]
-            flags.append(_flag("stateful", diff, change, f"{verdict} (changed: {', '.join(causes)})"))
+            flags.append(_flag("stateful", diff, change, replacement_text(change)))
         elif change.kind == "modified" and "DeletionPolicy" in change.changed:
             old_policy = (change.old or {}).get("DeletionPolicy", "Delete")
             new_policy = (change.new or {}).get("DeletionPolicy", "Delete")
             if new_policy == "Delete" and old_policy != "Delete":
                 flags.append(_flag("stateful", diff, change, f"DeletionPolicy {old_policy} -> Delete"))
+    return flags
+
+
+def replacement_text(change: ResourceChange) -> str:
+    """``**replaced** (changed: KeySchema)``, and for a carried replacement what it is replaced with."""
+    verdict = "**replaced**" if change.replacement == "yes" else "may be replaced"
+    own = [p for p in change.changed if p == "Type" or property_replacement(change.type, p) != "no"]
+    if change.carried_from:
+        via = ", ".join(f"`{c}`" for c in change.carried_from)
+        return f"{verdict} with {via}, which it references (in {', '.join(own)})"
+    return f"{verdict} (changed: {', '.join(own)})"
+
+
+# CloudFormation creates the replacement before it deletes the old resource, so a name that stays the same is still
+# taken: "If you specify a name, you can't perform updates that require replacement of this resource."
+# (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-name.html)
+def _name_properties(resource_type: str) -> list[str]:
+    return [p for p, v in replacing_properties(resource_type).items() if p.endswith("Name") and v == "yes"]
+
+
+def replacement_fails_flags(diff: StackDiff) -> list[Flag]:
+    """A replacement of a resource whose physical name is fixed in the template and stays the same."""
+    flags = []
+    for change in diff.resources:
+        if change.kind != "modified" or change.replacement == "no":
+            continue
+        for prop in _name_properties(change.type):
+            name = change.new_props.get(prop)
+            if name is not None and change.old_props.get(prop) == name:
+                message = (
+                    f"{'replacement' if change.replacement == 'yes' else 'a possible replacement'} **fails**: "
+                    f"{prop} `{render(name)}` is fixed, and the new resource is created before the old one is gone"
+                )
+                flags.append(_flag("replacement-fails", diff, change, message))
+    return flags
+
+
+def _get(value: Any, *path: str | int) -> Any:
+    for key in path:
+        if isinstance(key, int):
+            value = value[key] if isinstance(value, list) and len(value) > key else None
+        else:
+            value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _on(value: Any) -> bool:
+    return value is True or value in ("true", "True", "Enabled", "ENABLED")
+
+
+def _retention_days(rule: Any) -> int | None:
+    retention = _get(rule, "DefaultRetention") or {}
+    if "Days" in retention:
+        return int(retention["Days"])
+    if "Years" in retention:
+        return int(retention["Years"]) * 365
+    return None
+
+
+def _object_lock(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    lost = []
+    old_on = _on(old.get("ObjectLockEnabled")) or _on(_get(old, "ObjectLockConfiguration", "ObjectLockEnabled"))
+    new_on = _on(new.get("ObjectLockEnabled")) or _on(_get(new, "ObjectLockConfiguration", "ObjectLockEnabled"))
+    if old_on and not new_on:
+        return ["Object Lock **turned off**: write-once protection of the objects is lost"]
+    if not old_on and new_on:
+        lost.append("Object Lock turned on (cannot be turned off again)")
+    old_rule, new_rule = _get(old, "ObjectLockConfiguration", "Rule"), _get(new, "ObjectLockConfiguration", "Rule")
+    old_mode, new_mode = _get(old_rule, "DefaultRetention", "Mode"), _get(new_rule, "DefaultRetention", "Mode")
+    old_days, new_days = _retention_days(old_rule), _retention_days(new_rule)
+    if old_days is not None and new_days is None:
+        lost.append("Object Lock default retention **removed**: new objects are no longer locked")
+    elif old_mode != new_mode and old_mode is not None:
+        weaker = old_mode == "COMPLIANCE"
+        note = " (privileged users may now shorten or remove locks)" if weaker else ""
+        lost.append(f"Object Lock mode {'**' * weaker}{old_mode} -> {new_mode}{'**' * weaker}{note}")
+    if old_days is not None and new_days is not None and old_days != new_days:
+        shorter = new_days < old_days
+        lost.append(
+            f"Object Lock retention {'**shortened**' if shorter else 'lengthened'} {old_days} -> {new_days} days"
+        )
+    if old_days is None and new_days is not None and old_on:
+        lost.append(f"Object Lock default retention set to {new_days} days")
+    return lost
+
+
+def _lifecycle_days(props: dict[str, Any]) -> dict[str, tuple[int | None, int | None]]:
+    """Per lifecycle rule (by Id, else position): (expiration days, noncurrent-version expiration days)."""
+    rules = _get(props, "LifecycleConfiguration", "Rules") or []
+    out = {}
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, dict) or rule.get("Status", "Enabled") != "Enabled":
+            continue
+        current = rule.get("ExpirationInDays")
+        noncurrent = _get(rule, "NoncurrentVersionExpiration", "NoncurrentDays") or rule.get(
+            "NoncurrentVersionExpirationInDays"
+        )
+        out[str(rule.get("Id", index))] = (current, noncurrent)
+    return out
+
+
+def _shortened(label: str, old: int | None, new: int | None) -> str | None:
+    """``None`` (kept for ever) is longer than any number of days."""
+    if new is not None and (old is None or int(new) < int(old)):
+        return f"{label} **shortened** {old if old is not None else 'never expires'} -> {new} days"
+    return None
+
+
+_PUBLIC_ACCESS = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+_DELETION_PROTECTION = re.compile(r"(^|\.)DeletionProtection(Enabled)?$")
+
+
+def data_protection_flags(diff: StackDiff) -> list[Flag]:
+    """Object Lock, versioning, point-in-time recovery, deletion protection, retention, public access block."""
+    flags = []
+    for change in diff.resources:
+        if change.kind != "modified":
+            continue
+        old, new = change.old_props, change.new_props
+        found: list[str] = []
+        if change.type == "AWS::S3::Bucket":
+            found += _object_lock(old, new)
+            old_status = _get(old, "VersioningConfiguration", "Status")
+            new_status = _get(new, "VersioningConfiguration", "Status")
+            if old_status == "Enabled" and new_status != "Enabled":
+                found.append(f"versioning **{'suspended' if new_status else 'removed'}**: overwritten objects are lost")
+            old_block, new_block = old.get("PublicAccessBlockConfiguration"), new.get("PublicAccessBlockConfiguration")
+            relaxed = [k for k in _PUBLIC_ACCESS if _on(_get(old_block, k)) and not _on(_get(new_block, k))]
+            if relaxed:
+                found.append(f"public access block **relaxed**: {', '.join(relaxed)} off")
+            before, after = _lifecycle_days(old), _lifecycle_days(new)
+            for rule, (days, noncurrent) in after.items():
+                old_days, old_noncurrent = before.get(rule, (None, None))
+                for text in (
+                    _shortened(f"lifecycle rule {rule}: expiration", old_days, days),
+                    _shortened(f"lifecycle rule {rule}: noncurrent versions' expiration", old_noncurrent, noncurrent),
+                ):
+                    if text:
+                        found.append(text)
+        if change.type == "AWS::Logs::LogGroup":
+            text = _shortened("log retention", old.get("RetentionInDays"), new.get("RetentionInDays"))
+            if text:
+                found.append(text)
+        if change.type in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
+            pitr = ("PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled")
+            if _on(_get(old, *pitr)) and not _on(_get(new, *pitr)):
+                found.append("point-in-time recovery **turned off**")
+        before_leaves, after_leaves = _leaves(old), _leaves(new)
+        for path, value in before_leaves.items():
+            if _DELETION_PROTECTION.search(path) and _on(value) and not _on(after_leaves.get(path)):
+                found.append(f"deletion protection **turned off** (`{path}`)")
+        if found:
+            flags.append(_flag("data-protection", diff, change, "; ".join(found)))
     return flags
 
 
@@ -384,9 +537,27 @@ def encryption_logging_flags(diff: StackDiff) -> list[Flag]:
                 lost.append(f"`{path}` removed")
             elif _is_off(after[path]) and not _is_off(value):
                 lost.append(f"`{path}` {render(value)} -> {render(after[path])}")
+        lost += _weakened_encryption(change)
         if lost:
             flags.append(_flag("encryption-logging", diff, change, "; ".join(lost)))
     return flags
+
+
+_KMS_ALGORITHMS = ("aws:kms", "aws:kms:dsse")
+
+
+def _weakened_encryption(change: ResourceChange) -> list[str]:
+    """Encryption that stays on but protects less: SSE-KMS to SSE-S3, a KMS key without rotation."""
+    old, new = change.old_props, change.new_props
+    found = []
+    if change.type == "AWS::S3::Bucket":
+        path = ("BucketEncryption", "ServerSideEncryptionConfiguration", 0, "ServerSideEncryptionByDefault")
+        before, after = _get(old, *path, "SSEAlgorithm"), _get(new, *path, "SSEAlgorithm")
+        if before in _KMS_ALGORITHMS and after is not None and after not in _KMS_ALGORITHMS:
+            found.append(f"encryption **weakened** {before} -> {after} (no key policy guards the objects)")
+    if change.type == "AWS::KMS::Key" and _on(old.get("EnableKeyRotation")) and not _on(new.get("EnableKeyRotation")):
+        found.append("key rotation **turned off**")
+    return found
 
 
 def _acks(metadata: Any) -> set[tuple[str, str, str]]:
@@ -417,7 +588,9 @@ def nag_flags(diff: StackDiff) -> list[Flag]:
 
 
 RULES: tuple[Callable[[StackDiff], list[Flag]], ...] = (
+    replacement_fails_flags,
     stateful_flags,
+    data_protection_flags,
     iam_flags,
     security_group_flags,
     resource_policy_flags,

@@ -32,10 +32,11 @@ def _change_line(change: ResourceChange) -> str:
     line = f"{_MARK[change.kind]} {change.logical_id} ({change.type})"
     if change.kind == "modified":
         line += ": " + ", ".join(change.changed)
+        via = f" with {', '.join(change.carried_from)}" if change.carried_from else ""
         if change.replacement == "yes":
-            line += " [replacement]"
+            line += f" [replacement{via}]"
         elif change.replacement == "maybe":
-            line += " [may replace]"
+            line += f" [may replace{via}]"
     return line
 
 

@@ -62,6 +62,12 @@ def spec_source(path: Path = CDK_SPEC_DB) -> str:
     return "aws-cdk CLI resource spec" if _cdk_spec(path) else "built-in table"
 
 
+def replacing_properties(resource_type: str, path: Path = CDK_SPEC_DB) -> dict[str, Replacement]:
+    """Every top-level property of ``resource_type`` whose change replaces the resource (``yes`` or ``maybe``)."""
+    spec = _cdk_spec(path) or _FALLBACK
+    return dict(spec.get(resource_type, {}))
+
+
 def property_replacement(resource_type: str, prop: str, path: Path = CDK_SPEC_DB) -> Replacement:
     """Whether changing top-level property ``prop`` of ``resource_type`` replaces the resource."""
     spec = _cdk_spec(path) or _FALLBACK
