@@ -11,11 +11,13 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from tools.review.normalize import normalize_template
 
 STACKS = [
+    "Production-Delivery",
     "Production-Audit",
     "Production-Identity",
     "Production-Guardrails",
     "Production-Network",
     "Production-PhotoService",
+    "Research-Delivery",
     "Research-Access",
     "Research-Audit",
     "Research-Guardrails",
