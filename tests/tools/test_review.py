@@ -380,3 +380,32 @@ def test_security_gate_findings_come_first_and_flag_the_review(
     assert markdown.startswith("> [!CAUTION]\n> 1 unacknowledged security finding(s)")
     assert f"- `{finding}`" in markdown
     assert review_main.gate_section([], markdown=False) == ""
+
+
+def test_cdk_diff_against_snapshots_shows_only_real_changes(
+    scratch_branch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Snapshots lack the construct-path metadata a CLI synth carries: `cdk diff` must not list it on every resource."""
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    for stack in load_assembly(ASSEMBLY):
+        resources = {}
+        for logical_id, resource in stack.template["Resources"].items():
+            if resource["Type"] == "AWS::CDK::Metadata":
+                continue
+            kept = {k: v for k, v in resource.get("Metadata", {}).items() if not k.startswith("aws:")}
+            resources[logical_id] = {k: v for k, v in resource.items() if k != "Metadata"} | (
+                {"Metadata": kept} if kept else {}
+            )
+        template = dict(stack.template, Resources=resources)
+        path = snapshots / f"test_template_snapshot[{stack.name}].json"
+        path.write_text(json.dumps(template), encoding="utf-8")
+
+    code = run(["--assembly", str(scratch_branch), "--snapshots", str(snapshots), "--cdk-diff", "--color", "never"])
+    out = capsys.readouterr().out
+    cdk_part = out[out.index("--- cdk diff Production-PhotoService ---") :]
+
+    assert code == EXIT_FLAGGED
+    assert "[-] AWS::S3::Bucket Uploads4F6EB0FD orphan" in cdk_part
+    assert "Metadata" not in cdk_part
+    assert "--- cdk diff Production-Audit ---" not in out
