@@ -76,8 +76,9 @@ def test_work_still_in_hand_at_the_stop_deadline_is_released_at_once(stack: Stac
 
 
 def _large_png() -> bytes:
-    """A 3000x2250 PNG (a phone screenshot's size) that compresses to ~100 KB but costs a full decode."""
-    ramp = np.linspace(0, 255, 3000, dtype=np.uint8)[None, :].repeat(2250, 0)
+    """A 4000x3000 PNG (a 12 MP phone picture's size) that compresses small but costs a full decode: 60 of them take
+    one decoder well past the 3 s deadline even on an idle machine (3000x2250 ones could all finish in time)."""
+    ramp = np.linspace(0, 255, 4000, dtype=np.uint8)[None, :].repeat(3000, 0)
     pixels = np.stack([ramp, ramp[:, ::-1], np.full_like(ramp, 90)], axis=-1)
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
@@ -87,7 +88,7 @@ def _large_png() -> bytes:
 def test_decodes_still_queued_at_the_stop_deadline_exit_0_in_time_and_lose_nothing(
     stack: Stack, demo_model: TrainResult
 ) -> None:
-    """The drill: one decoder, 60 large PNGs in hand, a 3 s stop timeout; the deadline falls with decodes queued."""
+    """The drill: one decoder, 60 12 MP PNGs in hand, a 3 s stop timeout; the deadline falls with decodes queued."""
     data = _large_png()
     keys = [f"uploads/u7/{i:03d}.png" for i in range(60)]
     for key in keys:
