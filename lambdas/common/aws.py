@@ -37,8 +37,19 @@ def client(service: str) -> Any:
 _SERVICE_CONFIG = {"s3": Config(signature_version="s3v4", s3={"addressing_style": "virtual"})}
 
 
+# The SDK's standard retry mode (retry quotas, backoff with jitter, throttling errors retried) instead of the legacy
+# default, for every client of every function.
+_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 5})
+
+
+def client_config(service: str) -> Config:
+    """The botocore config of `service`'s clients: standard retries, plus what the service needs (S3's SigV4)."""
+    specific = _SERVICE_CONFIG.get(service)
+    return _RETRIES.merge(specific) if specific is not None else _RETRIES
+
+
 @lru_cache(maxsize=32)
 def _cached_client(service: str, endpoint: str | None, region: str | None) -> Any:
     return boto3.client(  # type: ignore[call-overload]
-        service, endpoint_url=endpoint, region_name=region, config=_SERVICE_CONFIG.get(service)
+        service, endpoint_url=endpoint, region_name=region, config=client_config(service)
     )
