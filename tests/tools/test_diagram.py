@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
-from tools.diagram.__main__ import run
-from tools.diagram.dot import dot_binary, render, to_dot
+import tools.diagram.__main__ as diagram_main
+from tools.diagram.__main__ import run, stale_source
+from tools.diagram.dot import EDGE_STYLES, dot_binary, render, to_dot, wrap_name
 from tools.diagram.graph import Edge, Graph, build_graph
+from tools.diagram.simplify import Picture, simplify
 from tools.review.assembly import StackTemplate, load_assembly
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +123,7 @@ def test_dot_source_has_clusters_nodes_and_edges(graph: Graph) -> None:
     assert 'label="Production account 111111111111 ap-northeast-1"' in source
     assert "subgraph cluster_Production_Network_Vpc8378EB38 {" in source
     assert f'"{UPLOADS}" [label="Uploads\\nS3 bucket", shape=cylinder' in source
-    assert f'"{QUEUE}" -> "{DLQ}" [label="redrive", style=dashed];' in source
+    assert f'"{QUEUE}" -> "{DLQ}" [xlabel="redrive", style=dashed];' in source
     for node in graph.nodes:
         assert f'"{node}" [label=' in source
     assert source.count(" -> ") == len(graph.edges)
@@ -124,7 +131,7 @@ def test_dot_source_has_clusters_nodes_and_edges(graph: Graph) -> None:
 
 def test_cli_prints_dot_without_graphviz(capsys: pytest.CaptureFixture[str]) -> None:
     assert run([str(ASSEMBLY), "--dot"]) == 0
-    assert f'"{WORKERS}" -> "{TABLE}" [label="write"];' in capsys.readouterr().out
+    assert f'"{WORKERS}" -> "{TABLE}" [xlabel="write"];' in capsys.readouterr().out
 
 
 def test_cli_missing_assembly_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,4 +224,142 @@ def test_module_entry_point_runs() -> None:
     )
 
     assert proc.returncode == 0
-    assert proc.stdout.count("subgraph cluster_") == 4
+    # Two accounts, two VPCs, the legend.
+    assert proc.stdout.count("subgraph cluster_") == 5
+
+
+# --- the picture a reviewer reads ---------------------------------------------------------------------------------
+
+ARCHITECTURE_SVG = REPO_ROOT / "docs" / "architecture.svg"
+
+
+@pytest.fixture(scope="module")
+def picture(current_synth: list[StackTemplate]) -> Picture:
+    return simplify(build_graph(current_synth))
+
+
+def _by_name(graph: Graph, stack: str, construct: str) -> str:
+    """The node of `stack` whose logical ID is `construct` plus the CDK's 8-digit hash."""
+    (found,) = [n for n in graph.nodes if re.fullmatch(rf"{stack}/{construct}[0-9A-F]{{8}}", n)]
+    return found
+
+
+def test_no_node_without_an_edge(picture: Picture) -> None:
+    ends = {e.src for e in picture.graph.edges} | {e.dst for e in picture.graph.edges}
+
+    assert set(picture.graph.nodes) <= ends
+    assert picture.parked, "nothing parked: the legend's list is untested"
+
+
+def test_each_accounts_baseline_is_one_group(picture: Picture) -> None:
+    nodes = picture.graph.nodes
+
+    assert {"baseline:Production", "baseline:Research", "access:Research"} <= set(nodes)
+    for stage in ("Production", "Research"):
+        members = " ".join(picture.groups[f"baseline:{stage}"])
+        for part in ("Trail", "Recorder", "Budget", "SecurityGroupRules"):
+            assert part in members, (stage, part, members)
+    left = [n for n in nodes.values() if n.stack.endswith(("-Audit", "-Guardrails"))]
+    assert all(n.type == "AWS::S3::Bucket" or n.logical_id.startswith("Notifications") for n in left), left
+    # Each account drawn once: its trail delivers to the archive from the group, not from a second trail node.
+    assert not [n for n in nodes.values() if n.type == "AWS::CloudTrail::Trail"]
+
+
+def test_the_missing_edges_are_drawn(current_synth: list[StackTemplate]) -> None:
+    graph = build_graph(current_synth)
+    labels = {(e.src, e.dst): (e.label, e.style) for e in graph.edges}
+    uploads = _by_name(graph, "Production-PhotoService", "UploadsBucket")
+    access_logs = _by_name(graph, "Production-PhotoService", "AccessLogBucket")
+    topic = _by_name(graph, "Production-Guardrails", "NotificationsTopic")
+    queue = _by_name(graph, "Production-PhotoService", "FoodPhotoQueue")
+    monitor = _by_name(graph, "Research-Workbench", "IdleMonitorFunction")
+    jobs = _by_name(graph, "Research-Workbench", "GpuJobsFunction")
+    schedule = _by_name(graph, "Research-Workbench", "IdleSchedule")
+    failures = _by_name(graph, "Research-Workbench", "IdleMonitorFailures")
+    instances = [n for n, node in graph.nodes.items() if node.type == "AWS::EC2::Instance" and "Workbench" in n]
+
+    assert labels[(uploads, access_logs)] == ("access logs", "dotted")
+    assert labels[(queue, topic)] == ("alarm", "dotted")
+    assert instances
+    for instance in instances:
+        assert labels[(monitor, instance)] == ("start/stop", "solid")
+        assert labels[(jobs, instance)] == ("start/stop", "solid")
+    assert labels[(schedule, failures)] == ("undelivered events", "dashed")
+
+
+def test_no_account_node_sits_in_its_own_account(picture: Picture) -> None:
+    for node in picture.graph.nodes.values():
+        if node.type == "account":
+            assert node.stage == ""
+
+
+def test_legend_explains_edge_styles_and_lists_parked_resources(picture: Picture) -> None:
+    source = to_dot(picture.graph, parked=picture.parked)
+
+    assert "subgraph cluster_legend {" in source
+    for style, meaning in EDGE_STYLES:
+        assert f'[label="{meaning}", style={style}];' in source
+    for items in picture.parked.values():
+        for item in items:
+            assert item in source
+
+
+def test_long_names_are_wrapped_at_word_and_path_boundaries() -> None:
+    assert wrap_name("NotificationsSlackNotifierFunction") == "Notifications\nSlackNotifier\nFunction"
+    assert wrap_name("FoodPhotoHostsASG") == "FoodPhotoHosts\nASG"
+    assert wrap_name("Api/Presign") == "Api/Presign"
+    assert wrap_name("Api/Presign/Function") == "Api\nPresign\nFunction"
+    assert wrap_name("Notifications/SlackNotifier/Function") == "Notifications\nSlackNotifier\nFunction"
+    assert wrap_name("Uploads") == "Uploads"
+
+
+def _touch(path: Path, mtime: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x", encoding="utf-8")
+    os.utime(path, (mtime, mtime))
+
+
+def test_a_cdk_out_older_than_the_code_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(ASSEMBLY, root / "cdk.out")
+    now = time.time()
+    os.utime(root / "cdk.out" / "manifest.json", (now - 100, now - 100))
+    _touch(root / "app.py", now - 200)
+    assert stale_source(root / "cdk.out", root) is None
+    _touch(root / "stacks" / "network.py", now)
+
+    assert stale_source(root / "cdk.out", root) == root / "stacks" / "network.py"
+    monkeypatch.setattr(diagram_main, "REPO_ROOT", root)
+    assert run([str(root / "cdk.out"), str(tmp_path / "arch")]) == 2
+    assert capsys.readouterr().err == (
+        f"diagram: {root / 'cdk.out'} is older than stacks/network.py: run `make synth` first\n"
+    )
+    assert not (tmp_path / "arch.svg").exists()
+
+
+def _svg_titles(path: Path) -> tuple[set[str], set[tuple[str, str]]]:
+    """Node IDs and (source, target) edges of a graphviz SVG, from the <title> graphviz gives each element."""
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    root = ElementTree.parse(path).getroot()  # noqa: S314 (this repository's own picture, not untrusted input)
+    nodes, edges = set(), set()
+    for group in root.iterfind(".//svg:g", ns):
+        title = group.find("svg:title", ns)
+        if title is None or title.text is None or title.text.startswith("legend_"):
+            continue
+        if group.get("class") == "node":
+            nodes.add(title.text)
+        elif group.get("class") == "edge":
+            src, _, dst = title.text.partition("->")
+            edges.add((src, dst))
+    return nodes, edges
+
+
+@pytest.mark.slow
+def test_the_committed_picture_matches_the_current_synth(picture: Picture) -> None:
+    """docs/architecture.svg shows what the code synthesizes: redraw it with `make synth && make diagram`."""
+    nodes, edges = _svg_titles(ARCHITECTURE_SVG)
+
+    assert nodes == set(picture.graph.nodes) | set(picture.graph.vpcs), "run `make synth && make diagram`"
+    assert edges == {(e.src, e.dst) for e in picture.graph.edges}, "run `make synth && make diagram`"

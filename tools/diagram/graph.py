@@ -62,7 +62,7 @@ _ACCESS: tuple[tuple[str, str, str, str], ...] = (
     ("sns", "Publish", "out", "publish"),
     ("lambda", "InvokeFunction", "out", "invoke"),
     ("states", "StartExecution", "out", "start"),
-    ("ec2", "StopInstances", "out", "stop/start"),
+    ("ec2", "StopInstances", "out", "start/stop"),
     ("sts", "AssumeRole", "out", "assume role"),
 )
 
@@ -341,6 +341,10 @@ def _data_edges(index: _Index, graph: Graph) -> None:
     """Notifications, redrive, subscriptions, event targets, event source mappings, API integrations."""
     for rid, res in index.resources.items():
         kind, props = res.get("Type"), index.props(rid)
+        if kind == "AWS::S3::Bucket":
+            logging = props.get("LoggingConfiguration") or {}
+            for target in _buckets_named(index, rid, logging.get("DestinationBucketName")):
+                graph.add_edge(rid, target, "access logs", "dotted")
         if kind in ("Custom::S3BucketNotifications", "AWS::S3::Bucket"):
             config = props.get("NotificationConfiguration") or {}
             buckets = index.refs(rid, props.get("BucketName")) if kind != "AWS::S3::Bucket" else [rid]
@@ -367,8 +371,20 @@ def _data_edges(index: _Index, graph: Graph) -> None:
                 for target in index.refs(rid, props.get("Endpoint")):
                     graph.add_edge(topic, target, "subscription")
         elif kind in ("AWS::Events::Rule", "AWS::Scheduler::Schedule"):
-            for target in index.refs(rid, props.get("Targets") or props.get("Target")):
-                graph.add_edge(rid, target, "trigger")
+            for target in _as_list(props.get("Targets") or props.get("Target") or []):
+                if not isinstance(target, dict):
+                    continue
+                dead_letters = target.get("DeadLetterConfig")
+                for fn in index.refs(rid, {k: v for k, v in target.items() if k != "DeadLetterConfig"}):
+                    graph.add_edge(rid, fn, "trigger")
+                for queue in index.refs(rid, dead_letters) if dead_letters else []:
+                    graph.add_edge(rid, queue, "undelivered events", "dashed")
+        elif kind == "AWS::CloudWatch::Alarm":
+            topics = index.refs(rid, props.get("AlarmActions"))
+            watched = index.refs(rid, [props.get(k) for k in ("Dimensions", "Metrics") if props.get(k)])
+            for source in watched:
+                for topic in topics:
+                    graph.add_edge(source, topic, "alarm", "dotted")
         elif kind == "AWS::Lambda::EventSourceMapping":
             for source in index.refs(rid, props.get("EventSourceArn")):
                 for fn in index.refs(rid, props.get("FunctionName")):
@@ -402,6 +418,10 @@ def _grant_edges(index: _Index, graph: Graph) -> None:
                 continue
             actions = [a for a in _as_list(statement.get("Action")) if isinstance(a, str)]
             targets = {t for t in index.refs(statement["_owner"], statement.get("Resource")) if t in graph.nodes}
+            if not targets and any(a.startswith(("ec2:StartInstances", "ec2:StopInstances")) for a in actions):
+                # Scoped by tag or `instance/*`, not by reference: every instance of the actor's stack.
+                stack = actor.split("/", 1)[0] + "/"
+                targets = {n for n in graph.nodes if n.startswith(stack) and index.type(n) == "AWS::EC2::Instance"}
             for direction, label in _access(actions):
                 for target in targets:
                     if direction == "in":
@@ -446,13 +466,33 @@ def _cross_account_edges(index: _Index, graph: Graph) -> None:
             stage = stage_by_account.get(account)
             sources = [g for g in groups if graph.nodes[g].stage == stage and role_name in may_assume[g]]
             if not sources:
+                sources = _peering_requesters(index, graph, role_name)
+                if sources:
+                    for source in sources:
+                        graph.add_edge(source, rid, "accept peering (assume role)", "dashed")
+                    continue
+            if not sources:
                 source = f"account:{stage or account}"
                 sources = [source]
                 if source not in graph.nodes:
+                    # Outside every account box: the whole account is the principal, not a resource in it.
                     label = f"{stage or 'external'} account\n{account}"
-                    graph.nodes[source] = Node(source, stage or "", "", source, "account", label)
+                    graph.nodes[source] = Node(source, "", "", source, "account", label)
             for source in sources:
                 graph.add_edge(source, rid, "assume role (MFA)" if mfa else "assume role", "dashed")
+
+
+def _peering_requesters(index: _Index, graph: Graph, role_name: Any) -> list[str]:
+    """VPCs whose peering request names `role_name` as the peer's accepter role (``PeerRoleArn``)."""
+    if not isinstance(role_name, str):
+        return []
+    found = []
+    for rid, res in index.resources.items():
+        if res.get("Type") == "AWS::EC2::VPCPeeringConnection":
+            arn = index.props(rid).get("PeerRoleArn")
+            if role_name in str(arn):
+                found += [v for v in index.refs(rid, index.props(rid).get("VpcId")) if v in graph.vpcs]
+    return found
 
 
 def _network_edges(index: _Index, graph: Graph) -> None:
