@@ -79,6 +79,7 @@ from lambdas.chatops.logic import (
     seen_key,
 )
 from lambdas.common.aws import client
+from lambdas.common.secrets import secret_string
 from lambdas.common.slack import DEFAULT_API_BASE, SlackError, load_target, post_message, post_webhook
 
 logger = Logger(service="chatops")
@@ -95,11 +96,10 @@ def settings() -> Settings:
     return parse_settings(os.environ)
 
 
-@lru_cache(maxsize=4)
 def signing_secret(secret_arn: str) -> str:
-    """The signing secret, fetched once per container: the 3-second budget has no room for a fetch per request."""
-    value: str = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-    return value.strip()
+    """The signing secret, cached (lambdas.common.secrets): the 3-second budget has no room for a fetch per request,
+    and a rotated secret must still reach warm containers."""
+    return secret_string(secret_arn).strip()
 
 
 @logger.inject_lambda_context

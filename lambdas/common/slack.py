@@ -27,7 +27,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 DEFAULT_API_BASE = "https://slack.com/api"
@@ -93,13 +92,11 @@ def target_from_secret(secret: Mapping[str, Any]) -> SlackTarget:
     raise ValueError('the Slack secret must hold {"webhook_url": ...} or {"bot_token": ..., "channel": ...}')
 
 
-@lru_cache(maxsize=8)
 def load_target(secret_arn: str) -> SlackTarget:
-    """Read the Slack secret from Secrets Manager once per container (cached) and parse it."""
-    from lambdas.common.aws import client  # imported lazily: posting alone must not need boto3
+    """Read the Slack secret (cached for lambdas.common.secrets.SECRET_MAX_AGE) and parse it."""
+    from lambdas.common.secrets import secret_string  # imported lazily: posting alone must not need boto3
 
-    value = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-    parsed = json.loads(value)
+    parsed = json.loads(secret_string(secret_arn))
     if not isinstance(parsed, dict):
         raise ValueError("the Slack secret must be a JSON object")
     return target_from_secret(parsed)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.common import aws, slack
+from lambdas.common import aws, secrets
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,10 @@ def lambda_context() -> FakeContext:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     """Cached secrets would leak between tests that each create their own secret in a reset moto."""
-    slack.load_target.cache_clear()
+    secrets.clear()
     aws._cached_client.cache_clear()
     yield
-    slack.load_target.cache_clear()
+    secrets.clear()
 
 
 def http_event(

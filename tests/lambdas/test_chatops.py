@@ -45,6 +45,7 @@ from lambdas.chatops.logic import (
     sign,
 )
 from lambdas.common import aws as common_aws
+from lambdas.common import secrets as common_secrets
 from tests.conftest import SlackServer, client
 from tests.lambdas.conftest import FakeContext
 
@@ -302,7 +303,7 @@ def chatops(
     )["TableDescription"]["TableName"]
     monkeypatch.setenv("MLBASE_SEEN_TABLE", table)
     bot.settings.cache_clear()
-    bot.signing_secret.cache_clear()
+    common_secrets.clear()
 
     # moto's Docker-free Lambda accepts the invocation; the function itself is never run there.
     moto_config(aws, {"lambda": {"use_docker": False}})
@@ -332,7 +333,7 @@ def chatops(
     yield state
     moto_config(aws, {"lambda": {"use_docker": True}})
     bot.settings.cache_clear()
-    bot.signing_secret.cache_clear()
+    common_secrets.clear()
 
 
 @functools.cache
