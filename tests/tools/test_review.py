@@ -409,3 +409,45 @@ def test_cdk_diff_against_snapshots_shows_only_real_changes(
     assert "[-] AWS::S3::Bucket Uploads4F6EB0FD orphan" in cdk_part
     assert "Metadata" not in cdk_part
     assert "--- cdk diff Production-Audit ---" not in out
+
+
+def test_default_baseline_is_the_merge_base_with_the_upstream_branch(
+    fake_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    git = ["git", "-C", str(fake_repo)]
+    first = subprocess.run([*git, "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
+    # main moved on after the branch was cut; the merge base is still the commit the branch started from.
+    subprocess.run([*git, "update-ref", "refs/remotes/origin/main", first], check=True)
+    monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
+
+    code = run(["--repo", str(fake_repo), "--color", "never"])
+    out = capsys.readouterr().out
+
+    assert code == EXIT_FLAGGED
+    assert f"against the merge base with origin/main ({first[:12]})" in out
+    assert "Queue4A7E3555 (AWS::SQS::Queue): replaced (changed: QueueName)" in out
+
+
+def test_a_pull_request_job_takes_the_merge_base_with_its_target(
+    fake_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    git = ["git", "-C", str(fake_repo)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    first = subprocess.run([*git, "rev-parse", "HEAD~1"], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([*git, "update-ref", "refs/remotes/origin/main", head], check=True)
+    subprocess.run([*git, "update-ref", "refs/remotes/origin/release", first], check=True)
+    monkeypatch.setenv("GITHUB_BASE_REF", "release")
+
+    code = run(["--repo", str(fake_repo), "--color", "never"])
+
+    assert code == EXIT_FLAGGED
+    assert f"against the merge base with origin/release ({first[:12]})" in capsys.readouterr().out
+
+
+def test_without_an_upstream_branch_the_review_asks_for_a_baseline(
+    fake_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
+
+    with pytest.raises(ReviewError, match=r"no upstream branch .*; pass --base REV or --snapshots"):
+        run(["--repo", str(fake_repo)])

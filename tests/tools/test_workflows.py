@@ -170,6 +170,8 @@ def test_flagged_changes_fail_without_the_label_and_a_push_drops_it() -> None:
 
     assert "steps.review.outputs.flags != '0'" in gate["if"]
     assert "!contains(github.event.pull_request.labels.*.name, env.APPROVAL_LABEL)" in gate["if"]
+    # The payload still lists a label the run removed: a push fails the gate until the label is added again.
+    assert "(github.event.action == 'synchronize' ||" in gate["if"]
     assert "exit 1" in gate["run"]
     assert "github.event.action == 'synchronize'" in drop["if"]
     assert "--remove-label" in drop["run"]
