@@ -285,6 +285,10 @@ def test_the_missing_edges_are_drawn(current_synth: list[StackTemplate]) -> None
         assert labels[(monitor, instance)] == ("start/stop", "solid")
         assert labels[(jobs, instance)] == ("start/stop", "solid")
     assert labels[(schedule, failures)] == ("undelivered events", "dashed")
+    for stage in ("Production", "Research"):
+        recorder = _by_name(graph, f"{stage}-Audit", "AccountAuditRecorder")
+        evaluator = _by_name(graph, f"{stage}-Guardrails", "SecurityGroupRulesOpenWorldEvaluatorFunction")
+        assert labels[(recorder, evaluator)] == ("config rule", "solid")
 
 
 def test_no_account_node_sits_in_its_own_account(picture: Picture) -> None:

@@ -379,6 +379,13 @@ def _data_edges(index: _Index, graph: Graph) -> None:
                     graph.add_edge(rid, fn, "trigger")
                 for queue in index.refs(rid, dead_letters) if dead_letters else []:
                     graph.add_edge(rid, queue, "undelivered events", "dashed")
+        elif kind == "AWS::Config::ConfigRule" and (props.get("Source") or {}).get("Owner") == "CUSTOM_LAMBDA":
+            # The recorder's configuration changes are what the rule's function evaluates.
+            stage = index.stage_of[rid]
+            recorders = [r for r in graph.nodes if graph.nodes[r].type == "AWS::Config::ConfigurationRecorder"]
+            for fn in index.refs(rid, (props.get("Source") or {}).get("SourceIdentifier")):
+                for recorder in (r for r in recorders if graph.nodes[r].stage == stage):
+                    graph.add_edge(recorder, fn, "config rule")
         elif kind == "AWS::CloudWatch::Alarm":
             topics = index.refs(rid, props.get("AlarmActions"))
             watched = index.refs(rid, [props.get(k) for k in ("Dimensions", "Metrics") if props.get(k)])
