@@ -129,11 +129,17 @@ def to_dot(graph: Graph, title: str = "mlbase", parked: Mapping[str, Sequence[st
         lines += [_node(n, indent) for n in sorted(inner, key=lambda n: n.id) if n.vpc is None]
         if stage:
             lines.append("  }")
+    stage_of = {n.id: n.stage for n in graph.nodes.values()} | {v.id: v.stage for v in graph.vpcs.values()}
+    folded = {n.id for n in graph.nodes.values() if n.type in ("group", "account")}
     for edge in sorted(graph.edges):
         # xlabel: placed after layout, so labels do not add ranks and the picture stays narrow.
         attrs = f"xlabel={_quote(edge.label)}"
         if edge.style != "solid":
             attrs += f", style={edge.style}"
+        if stage_of.get(edge.src) != stage_of.get(edge.dst) or {edge.src, edge.dst} & folded:
+            # Across accounts, and from the folded baseline and access groups: routed around the data flow instead
+            # of stretching it, so that the picture stays narrow.
+            attrs += ", constraint=false"
         lines.append(f"  {_quote(edge.src)} -> {_quote(edge.dst)} [{attrs}];")
     if parked is not None:
         lines += _legend(parked)
