@@ -10,14 +10,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .make
 
-.PHONY: prereqs synth test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram preflight clean help
+.PHONY: prereqs synth synth-deps deps test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram preflight clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP)/venv: requirements.txt requirements-dev.txt
+# Synth needs only the CDK app's dependencies (requirements.txt, about 0.5 GB); tests, the Lambdas' and the worker's
+# runtime (torch among them) come on top with requirements-dev.txt.
+$(STAMP)/venv-synth: requirements.txt
 	@mkdir -p $(STAMP)
 	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(STAMP)/venv: requirements.txt requirements-dev.txt $(STAMP)/venv-synth
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -28,7 +34,9 @@ $(STAMP)/npm: package.json package-lock.json
 
 deps: $(STAMP)/venv $(STAMP)/npm ## install Python and npm dependencies
 
-synth: deps ## synthesize every stack of every account into cdk.out/
+synth-deps: $(STAMP)/venv-synth $(STAMP)/npm
+
+synth: synth-deps ## synthesize every stack of every account into cdk.out/ (installs the synth dependencies only)
 	@rm -rf cdk.out
 	npx cdk synth --quiet --output cdk.out
 	$(PY) -m tools.synth_summary cdk.out
