@@ -19,8 +19,6 @@ AUDIT_CHANGES = (
     "config:Delete*",
     "config:Put*",
     "config:Stop*",
-    "config:TagResource",
-    "config:UntagResource",
     "access-analyzer:*ArchiveRule",
     "access-analyzer:Delete*",
     "access-analyzer:Update*",
@@ -28,8 +26,7 @@ AUDIT_CHANGES = (
     "securityhub:*",
     "ec2:DisableEbsEncryptionByDefault",
     "ec2:ModifyEbsDefaultKmsKeyId",
-    "iam:DeleteAccountPasswordPolicy",
-    "iam:UpdateAccountPasswordPolicy",
+    "iam:*AccountPasswordPolicy",
     "s3:PutAccountPublicAccessBlock",
 )
 # Credentials that would outlive a session or skip production's MFA: none in R&D, for anyone inside the boundary.
@@ -73,7 +70,6 @@ STACK_RESOURCE_CHANGES = (
     "ec2:ReplaceRoute",
     "ec2:ReplaceRouteTableAssociation",
     "ec2:RevokeSecurityGroup*",
-    "ec2:UpdateSecurityGroupRuleDescriptions*",
     "kms:DisableKey",
     "kms:PutKeyPolicy",
     "kms:ScheduleKeyDeletion",
@@ -91,7 +87,6 @@ PLATFORM_RESOURCE_READS = (
     "logs:Describe*",
     "logs:FilterLogEvents",
     "logs:Get*",
-    "logs:StartQuery",
     "sns:Get*",
     "sns:List*",
     "sqs:Get*",
@@ -99,7 +94,6 @@ PLATFORM_RESOURCE_READS = (
     "ssm:Describe*",
     "ssm:Get*",
     "ssm:List*",
-    "budgets:View*",
     "iam:Get*",
     "iam:List*",
 )
@@ -238,6 +232,15 @@ class ResearchBoundary(Construct):
                 actions=[*OWNER_ONLY, "ec2:DeleteTags"],
                 resources=machines,
                 conditions={"StringNotEquals": {f"aws:ResourceTag/{OWNER_TAG}": me}},
+            ),
+            # A variable naming an absent key makes the statement above not apply: a session without a source
+            # identity (a role of an instance or a job) must not act on machines at all.
+            iam.PolicyStatement(
+                sid="NamedSessionsOnly",
+                effect=iam.Effect.DENY,
+                actions=["ec2:*", "ssm:*", "ec2-instance-connect:*"],
+                resources=machines,
+                conditions={"Null": {"aws:SourceIdentity": "true"}},
             ),
             iam.PolicyStatement(
                 sid="NoRetagging",

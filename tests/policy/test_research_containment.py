@@ -34,6 +34,14 @@ DEV = role_session("Research/Access/ResearchDeveloper", ME, source_identity=ME)
 ADMIN = role_session("Research/Access/PlatformAdmin", "hanako")
 
 
+def unnamed_workload_role(asm: Assembly) -> Party:
+    """The same kind of role assumed by a service (an instance profile): no source identity in its session."""
+    party = workload_role(asm)
+    context = {k: v for k, v in party.context.items() if k != "aws:SourceIdentity"}
+    return Party(party.principal.replace("/yuki", "/i-0123456789abcdef0"), party.account, party.identity,
+                 party.boundary, party.scps, context)  # fmt: skip
+
+
 def workload_role(asm: Assembly) -> Party:
     """A role a researcher made for a workload: AdministratorAccess inside the boundary (what CreateRole allows),
     used in a chained session that keeps the researcher's source identity."""
@@ -529,6 +537,21 @@ def build_cases() -> list[Case]:
             secret("mlbase/slack"),
             "allow",
             "platform admins manage the Slack secrets",
+        )
+    )
+    # A role of an instance or a job carries no source identity: it acts on no researcher's machine at all.
+    for action in ("ec2:StopInstances", "ssm:SendCommand", "ec2:DetachVolume"):
+        target = at(VOLUME.format("Taro") if "Volume" in action else INSTANCE.format("Taro"), with_tags=True)
+        add(Case(f"workload-role-{action.split(':')[1]}-others-machine", unnamed_workload_role, action, target,
+                 "deny", "a role without a source identity would slip past the owner check"))  # fmt: skip
+    add(
+        Case(
+            "workload-role-stops-own-machine",
+            unnamed_workload_role,
+            "ec2:StopInstances",
+            at(INSTANCE.format("Yuki"), with_tags=True),
+            "deny",
+            "machines are acted on from a named session",
         )
     )
     monitor = role_session("Research/Workbench/IdleMonitor/Function/ServiceRole", "idle-monitor")
