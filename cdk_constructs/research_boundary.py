@@ -78,6 +78,7 @@ STACK_RESOURCE_CHANGES = (
 # parameters, secrets, stacks, budgets, the Session Manager preferences): read. Everything else is denied on them.
 PLATFORM_RESOURCE_READS = (
     "cloudformation:Describe*",
+    "cloudwatch:Describe*",
     "cloudformation:Get*",
     "cloudformation:List*",
     "events:Describe*",
@@ -127,14 +128,14 @@ class ResearchBoundary(Construct):
     """A customer-managed policy (`policy`) used as the permission boundary of ResearchDeveloper.
 
     It allows everything, then denies, whatever the identity policy says:
-    - editing this boundary or any platform policy (names `policy_prefixes`), even by a new version;
+    - editing this boundary or any platform policy, even by a new version;
     - creating a role, or setting a boundary, unless the boundary is this policy; removing a boundary;
     - long-lived or external credentials: IAM users, access keys, login profiles, OIDC/SAML providers;
     - creating, changing, passing or assuming protected roles (`protected_roles`, IAM name patterns);
     - the trail, AWS Config, GuardDuty, Security Hub, Access Analyzer and account-level security settings;
     - any change to VPC peering connections, and to the routes, network ACLs, security groups (ingress and egress),
       gateways, flow logs and KMS keys that the platform's stacks created;
-    - anything but reading on the platform's functions, topics, queues, rules, log groups (`log_groups` too),
+    - anything but reading on the platform's functions, topics, queues, rules, alarms, log groups (`log_groups` too),
       `/project/*` parameters and secrets, stacks, budgets and the Session Manager preferences document;
     - on machines, volumes and snapshots: acting on one whose `Owner` tag is not the caller's source identity (the
       production user's name, which the trust policy requires), launching or creating one without the caller's own
@@ -167,23 +168,26 @@ class ResearchBoundary(Construct):
         # EC2 acts only within its own account: no account in these ARNs (the policy must stay under 6,144 characters).
         machines = [f"arn:aws:ec2:*:*:{kind}/*" for kind in ("instance", "volume", "snapshot")]
         names = (f"{project}-*", f"{prefix}*")
+        # Any account: the names are the platform's, and a deny elsewhere costs nothing (it keeps the policy short).
         platform = [
-            *(f"arn:aws:iam::{a}:policy/{n}" for n in names),
-            *(f"arn:aws:lambda:*:{a}:function:{n}" for n in names),
-            *(f"arn:aws:sns:*:{a}:{n}" for n in names),
-            *(f"arn:aws:sqs:*:{a}:{n}" for n in names),
-            *(f"arn:aws:events:*:{a}:rule/{n}" for n in names),
+            *(f"arn:aws:iam::*:policy/{n}" for n in names),
+            *(f"arn:aws:lambda:*:*:function:{n}" for n in names),
+            *(f"arn:aws:sns:*:*:{n}" for n in names),
+            *(f"arn:aws:sqs:*:*:{n}" for n in names),
+            *(f"arn:aws:events:*:*:rule/{n}" for n in names),
+            # CloudWatch alarms (the CIS alarms, dead-letter and failure alarms): silencing one silences a guardrail.
+            *(f"arn:aws:cloudwatch:*:*:alarm:{n}" for n in names),
             *(
-                f"arn:aws:logs:*:{a}:log-group:{n}"
+                f"arn:aws:logs:*:*:log-group:{n}"
                 for n in (*names, f"/aws/lambda/{project}-*", f"/aws/lambda/{prefix}*")
             ),
-            *(f"arn:aws:logs:*:{a}:log-group:{g}*" for g in log_groups),
-            f"arn:aws:ssm:*:{a}:parameter/{project}/*",
-            f"arn:aws:ssm:*:{a}:document/{session_document}",
-            f"arn:aws:secretsmanager:*:{a}:secret:{project}/*",
-            f"arn:aws:cloudformation:*:{a}:stack/{prefix}*/*",
-            f"arn:aws:cloudformation:*:{a}:stack/CDKToolkit/*",
-            f"arn:aws:budgets::{a}:budget/{project}-*",
+            *(f"arn:aws:logs:*:*:log-group:{g}*" for g in log_groups),
+            f"arn:aws:ssm:*:*:parameter/{project}/*",
+            f"arn:aws:ssm:*:*:document/{session_document}",
+            f"arn:aws:secretsmanager:*:*:secret:{project}/*",
+            f"arn:aws:cloudformation:*:*:stack/{prefix}*/*",
+            "arn:aws:cloudformation:*:*:stack/CDKToolkit/*",
+            f"arn:aws:budgets::*:budget/{project}-*",
         ]
         statements = [
             iam.PolicyStatement(sid="AllowAll", actions=["*"], resources=["*"]),

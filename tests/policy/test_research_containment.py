@@ -441,6 +441,17 @@ def build_cases() -> list[Case]:
                     "EventBridge rules feed the guardrails",
                 )
             )
+    cis_alarm = f"arn:aws:cloudwatch:{REGION}:{R}:alarm:mlbase-cis-RootUsage"
+    for action in ("cloudwatch:DeleteAlarms", "cloudwatch:DisableAlarmActions", "cloudwatch:PutMetricAlarm",
+                   "cloudwatch:SetAlarmState"):  # fmt: skip
+        add(Case(f"cis-alarm-{action.split(':')[1]}", DEV, action, arn_in(cis_alarm), "deny",
+                 "a deleted, muted or rewritten alarm silences a guardrail"))  # fmt: skip
+    add(Case("platform-alarm-DisableAlarmActions", DEV, "cloudwatch:DisableAlarmActions",
+             arn_in(f"arn:aws:cloudwatch:{REGION}:{R}:alarm:Research-Workbench-GpuJobFailuresAlarm-1A2B"), "deny",
+             "the platform's failure alarms are guardrails too"))  # fmt: skip
+    add(Case("allow-own-alarm", DEV, "cloudwatch:PutMetricAlarm",
+             arn_in(f"arn:aws:cloudwatch:{REGION}:{R}:alarm:yuki-gpu-idle"), "allow",
+             "researchers may alarm on their own metrics"))  # fmt: skip
     add(
         Case(
             "budget-modify",
