@@ -77,6 +77,8 @@ STACK_RESOURCE_CHANGES = (
 # What researchers may still do to the platform's own resources (functions, topics, queues, rules, log groups,
 # parameters, secrets, stacks, budgets, the Session Manager preferences): read. Everything else is denied on them.
 PLATFORM_RESOURCE_READS = (
+    "dynamodb:Describe*",
+    "ecr:Describe*",
     "cloudformation:Describe*",
     "cloudwatch:Describe*",
     "cloudformation:Get*",
@@ -159,6 +161,7 @@ class ResearchBoundary(Construct):
         session_document: str = "SSM-SessionManagerRunShell",
         instance_types: Sequence[str] = (),
         regions: Sequence[str] = (),
+        cdk_qualifier: str = "hnb659fds",
     ) -> None:
         super().__init__(scope, id_)
         self.policy_arn = f"arn:aws:iam::{account}:policy/{policy_name}"
@@ -188,50 +191,56 @@ class ResearchBoundary(Construct):
             f"arn:aws:cloudformation:*:*:stack/{prefix}*/*",
             "arn:aws:cloudformation:*:*:stack/CDKToolkit/*",
             f"arn:aws:budgets::*:budget/{project}-*",
+            *(f"arn:aws:dynamodb:*:*:table/{n}" for n in names),
+            # The CDK bootstrap's asset bucket and repository: a replaced asset is code the next deploy runs with
+            # platform rights. Researchers' own CDK apps bootstrap with a qualifier of their own.
+            f"arn:aws:s3:::cdk-{cdk_qualifier}-*",
+            f"arn:aws:ecr:*:*:repository/cdk-{cdk_qualifier}-*",
         ]
+        # Short statement IDs: IAM counts every character against the 6,144 a managed policy may hold.
         statements = [
             iam.PolicyStatement(sid="AllowAll", actions=["*"], resources=["*"]),
             iam.PolicyStatement(
-                sid="RolesNeedBoundary",
+                sid="Boundary",
                 effect=iam.Effect.DENY,
                 actions=["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
                 resources=["*"],
                 conditions={"StringNotEquals": {"iam:PermissionsBoundary": self.policy_arn}},
             ),
             iam.PolicyStatement(
-                sid="NoCredentials",
+                sid="NoCreds",
                 effect=iam.Effect.DENY,
                 actions=["iam:DeleteRolePermissionsBoundary", *LONG_LIVED_CREDENTIALS],
                 resources=["*"],
             ),
             iam.PolicyStatement(
-                sid="ProtectedRoles",
+                sid="Roles",
                 effect=iam.Effect.DENY,
                 # Every IAM action on a role (create, change, pass, tag, delete) and every STS action (assume).
                 actions=["iam:*Role*", "sts:*"],
                 resources=roles,
             ),
             iam.PolicyStatement(
-                sid="AuditAndPeering",
+                sid="Audit",
                 effect=iam.Effect.DENY,
                 actions=[*AUDIT_CHANGES, *PEERING_CHANGES],
                 resources=["*"],
             ),
             iam.PolicyStatement(
-                sid="StackResources",
+                sid="Stacks",
                 effect=iam.Effect.DENY,
                 actions=list(STACK_RESOURCE_CHANGES),
                 resources=["*"],
                 conditions={"StringLike": {"aws:ResourceTag/aws:cloudformation:stack-name": f"{prefix}*"}},
             ),
             iam.PolicyStatement(
-                sid="PlatformReadOnly",
+                sid="Platform",
                 effect=iam.Effect.DENY,
                 not_actions=list(PLATFORM_RESOURCE_READS),
                 resources=platform,
             ),
             iam.PolicyStatement(
-                sid="OwnMachinesOnly",
+                sid="Owner",
                 effect=iam.Effect.DENY,
                 actions=[*OWNER_ONLY, "ec2:DeleteTags"],
                 resources=machines,
@@ -240,14 +249,14 @@ class ResearchBoundary(Construct):
             # A variable naming an absent key makes the statement above not apply: a session without a source
             # identity (a role of an instance or a job) must not act on machines at all.
             iam.PolicyStatement(
-                sid="NamedSessionsOnly",
+                sid="Named",
                 effect=iam.Effect.DENY,
                 actions=["ec2:*", "ssm:*", "ec2-instance-connect:*"],
                 resources=machines,
                 conditions={"Null": {"aws:SourceIdentity": "true"}},
             ),
             iam.PolicyStatement(
-                sid="NoRetagging",
+                sid="Retag",
                 effect=iam.Effect.DENY,
                 actions=["ec2:CreateTags"],
                 resources=machines,
@@ -257,14 +266,14 @@ class ResearchBoundary(Construct):
                 },
             ),
             iam.PolicyStatement(
-                sid="OwnerOnCreate",
+                sid="Create",
                 effect=iam.Effect.DENY,
                 actions=["ec2:RunInstances", "ec2:CreateVolume"],
                 resources=machines[:2],
                 conditions={"StringNotEquals": {f"aws:RequestTag/{OWNER_TAG}": me}},
             ),
             iam.PolicyStatement(
-                sid="OwnNameOnly",
+                sid="OwnName",
                 effect=iam.Effect.DENY,
                 actions=["ec2:CreateTags"],
                 resources=["*"],
@@ -276,7 +285,7 @@ class ResearchBoundary(Construct):
             # The platform's own resources are closed to tagging above; on EC2 (security groups included) the
             # `mlbase:` keys are the platform's word: researchers write none of them, even on their own things.
             iam.PolicyStatement(
-                sid="PlatformTagKeys",
+                sid="TagKeys",
                 effect=iam.Effect.DENY,
                 actions=["ec2:CreateTags", "ec2:DeleteTags"],
                 resources=["*"],
@@ -287,7 +296,7 @@ class ResearchBoundary(Construct):
             # Guardrails (Config recorder, security-group rules) run in the home regions only: EC2 stays there.
             statements.append(
                 iam.PolicyStatement(
-                    sid="GuardedRegions",
+                    sid="Regions",
                     effect=iam.Effect.DENY,
                     actions=["ec2:*"],
                     resources=["*"],
@@ -297,7 +306,7 @@ class ResearchBoundary(Construct):
         if instance_types:
             statements.append(
                 iam.PolicyStatement(
-                    sid="InstanceTypes",
+                    sid="Types",
                     effect=iam.Effect.DENY,
                     actions=["ec2:RunInstances"],
                     resources=machines[:1],

@@ -441,6 +441,20 @@ def build_cases() -> list[Case]:
                     "EventBridge rules feed the guardrails",
                 )
             )
+    assets = f"arn:aws:s3:::cdk-hnb659fds-assets-{R}-{REGION}/0123abcd.zip"
+    for action in ("s3:PutObject", "s3:DeleteObject", "s3:PutBucketPolicy"):
+        target = arn_in(assets.rsplit("/", 1)[0] if action == "s3:PutBucketPolicy" else assets)
+        add(Case(f"cdk-assets-{action.split(':')[1]}", DEV, action, target, "deny",
+                 "a replaced deploy asset is code the next platform deploy runs with platform rights"))  # fmt: skip
+    add(Case("cdk-image-assets-PutImage", DEV, "ecr:PutImage",
+             arn_in(f"arn:aws:ecr:{REGION}:{R}:repository/cdk-hnb659fds-container-assets-{R}-{REGION}"), "deny",
+             "a replaced image asset is code the next platform deploy runs"))  # fmt: skip
+    add(Case("allow-own-cdk-assets", DEV, "s3:PutObject",
+             arn_in(f"arn:aws:s3:::cdk-yuki-assets-{R}-{REGION}/x.zip"), "allow",
+             "a researcher's own CDK bootstrap uses a qualifier of its own"))  # fmt: skip
+    add(Case("bot-replay-table-DeleteItem", DEV, "dynamodb:DeleteItem",
+             arn_in(f"arn:aws:dynamodb:{REGION}:{R}:table/Research-Workbench-SeenSignatures5AB9D970-1A2B"), "deny",
+             "removing a seen signature would let a recorded /gpu request be replayed"))  # fmt: skip
     cis_alarm = f"arn:aws:cloudwatch:{REGION}:{R}:alarm:mlbase-cis-RootUsage"
     for action in ("cloudwatch:DeleteAlarms", "cloudwatch:DisableAlarmActions", "cloudwatch:PutMetricAlarm",
                    "cloudwatch:SetAlarmState"):  # fmt: skip
