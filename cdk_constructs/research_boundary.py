@@ -97,6 +97,8 @@ PLATFORM_RESOURCE_READS = (
     "ssm:Describe*",
     "ssm:Get*",
     "ssm:List*",
+    # A session is authorized on the preferences document too: starting one must stay open.
+    "ssm:StartSession",
     "iam:Get*",
     "iam:List*",
 )

@@ -524,6 +524,9 @@ def build_cases() -> list[Case]:
          "tagging a new resource with one's own name"),
     ):  # fmt: skip
         add(Case(f"allow-{case_id}", DEV, action, target, "allow", reason, context=context))
+    add(Case("allow-session-document", DEV, "ssm:StartSession",
+             arn_in(f"arn:aws:ssm:{REGION}:{R}:document/SSM-SessionManagerRunShell"), "allow",
+             "StartSession is authorized on the session document as well as on the instance"))  # fmt: skip
     add(
         Case(
             "allow-read-bot-function",
