@@ -136,22 +136,13 @@ class LogArchive(Construct):
             self,
             "Bucket",
             bucket_name=location.bucket_name,
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            **self._evidence_bucket_settings("archive/"),
             object_lock_enabled=True,
             object_lock_default_retention=(
                 s3.ObjectLockRetention.compliance(Duration.days(lock_days))
                 if lock_mode == "COMPLIANCE"
                 else s3.ObjectLockRetention.governance(Duration.days(lock_days))
             ),
-            server_access_logs_bucket=self.access_log_bucket,
-            server_access_logs_prefix="archive/",
-            removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ArchiveThenExpire",
@@ -184,16 +175,7 @@ class LogArchive(Construct):
             self,
             "ConfigBucket",
             bucket_name=location.config_bucket_name,
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_log_bucket,
-            server_access_logs_prefix="config/",
-            removal_policy=RemovalPolicy.RETAIN,
+            **self._evidence_bucket_settings("config/"),
             # Every object is copied into the locked archive; the Config bucket keeps a working copy for a while.
             lifecycle_rules=[
                 s3.LifecycleRule(
@@ -223,6 +205,22 @@ class LogArchive(Construct):
         self._admit_config()
         if flow_log_prefix is not None:
             self._admit_flow_logs(stack.account, flow_log_prefix)
+
+    def _evidence_bucket_settings(self, access_log_prefix: str) -> dict[str, Any]:
+        """What the archive and the Config bucket share: the archive key (with an S3 Bucket Key), no public access,
+        TLS only, versioned, ACLs off, server access logs, kept when the stack goes."""
+        return {
+            "encryption": s3.BucketEncryption.KMS,
+            "encryption_key": self.key,
+            "bucket_key_enabled": True,
+            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+            "enforce_ssl": True,
+            "versioned": True,
+            "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            "server_access_logs_bucket": self.access_log_bucket,
+            "server_access_logs_prefix": access_log_prefix,
+            "removal_policy": RemovalPolicy.RETAIN,
+        }
 
     def _grant_replication(self) -> None:
         """The replication role's permissions, as S3 documents them for SSE-KMS objects, S3 Bucket Keys and an
