@@ -204,7 +204,9 @@ class GpuQueueWorker(Construct):
                 instances_distribution=autoscaling.InstancesDistribution(
                     on_demand_base_capacity=spec.on_demand_base,
                     on_demand_percentage_above_base_capacity=spec.on_demand_percentage_above_base,
-                    spot_allocation_strategy=autoscaling.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
+                    # The types in the worker YAML's order, the first the fastest: its pools first while they have
+                    # capacity, so the fleet spends the fewest GPU-hours (docs/scaling.md, "Instance mix").
+                    spot_allocation_strategy=autoscaling.SpotAllocationStrategy.CAPACITY_OPTIMIZED_PRIORITIZED,
                     on_demand_allocation_strategy=autoscaling.OnDemandAllocationStrategy.PRIORITIZED,
                 ),
             ),

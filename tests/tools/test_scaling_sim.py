@@ -185,14 +185,28 @@ def test_scale_in_stops_tasks_not_yet_started_first() -> None:
     assert task.ready_at == 360
 
 
-def test_hosts_follow_the_on_demand_base_and_share_and_spot_hosts_take_the_types_in_turn() -> None:
+def test_hosts_follow_the_on_demand_base_and_share_and_are_the_first_type() -> None:
     params = dataclasses.replace(
         PARAMS, instance_rates=(10.0, 6.0), on_demand_base=1, on_demand_percentage_above_base=25
     )
     fleet = engine.Fleet(params, desired=5)
     fleet.reconcile(0, engine.Queue())
-    # Base: on demand; above it 25% on demand: spot, spot, spot, on demand. Spot hosts alternate g5-like, g4dn-like.
+    # Base: on demand; above it 25% on demand: spot, spot, spot, on demand. Every one of the first (prioritized) type.
     assert [h.spot for h in fleet.hosts] == [False, True, True, True, False]
+    assert [h.rate for h in fleet.hosts] == [10.0] * 5
+
+
+def test_spot_hosts_take_the_types_in_turn_when_the_first_types_pools_are_short() -> None:
+    params = dataclasses.replace(
+        PARAMS,
+        instance_rates=(10.0, 6.0),
+        on_demand_base=1,
+        on_demand_percentage_above_base=25,
+        spot_types_in_turn=True,
+    )
+    fleet = engine.Fleet(params, desired=5)
+    fleet.reconcile(0, engine.Queue())
+    # On-demand hosts stay the first type; spot hosts alternate g5-like, g4dn-like.
     assert [h.rate for h in fleet.hosts] == [10.0, 10.0, 6.0, 10.0, 10.0]
 
 

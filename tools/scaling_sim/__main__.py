@@ -5,7 +5,8 @@ FILE.csv` with `minute,arrivals` rows) against the `deployed` policy that `cdk_c
 builds from the worker YAML (default: config/workers/food-photo.yaml), the same with `wake: immediate`, and the
 `age-step` and `backlog-target` designs, next to the host-aware oracle (the fewest GPU-hours any schedule can
 spend; tools/scaling_sim/oracle.py). The deployed and immediate policies also run with twice the launch time, twice
-the image pull, a 300 s metric delay and 0.6x the throughput (the policy stays the one derived from the YAML).
+the image pull, a 300 s metric delay, every other spot host of the fallback instance type, and 0.6x the
+throughput of every host with that fallback too (the policy stays the one derived from the YAML).
 
 Prints one Markdown table per profile, or with `--json` a list of objects. `--plot out.png` draws the age of the
 oldest photo against the SLA and the running tasks. `--write-docs` (what `make simulate` runs) rewrites the
@@ -50,10 +51,13 @@ def sensitivity_cases(params: engine.Params) -> dict[str, engine.Params]:
         "2x launch": dataclasses.replace(params, instance_launch_seconds=2 * params.instance_launch_seconds),
         "2x pull": dataclasses.replace(params, image_pull_seconds=2 * params.image_pull_seconds),
         "300 s metric delay": dataclasses.replace(params, metric_delay_seconds=300),
+        "spot on the fallback type": dataclasses.replace(params, spot_types_in_turn=True),
         "0.6x throughput": dataclasses.replace(
             params,
             images_per_second=0.6 * params.images_per_second,
             instance_rates=tuple(0.6 * rate for rate in params.rates),
+            # The worst of both: slower hosts than calibrated, and the fallback type's share of them too.
+            spot_types_in_turn=True,
         ),
     }
 
