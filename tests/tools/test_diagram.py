@@ -15,7 +15,7 @@ import pytest
 
 import tools.diagram.__main__ as diagram_main
 from tools.diagram.__main__ import run, stale_source
-from tools.diagram.dot import EDGE_STYLES, dot_binary, render, to_dot, wrap_name
+from tools.diagram.dot import EDGE_STYLES, PNG_DPI, dot_binary, render, short_name, stack_order, to_dot, wrap_name
 from tools.diagram.graph import Edge, Graph, build_graph
 from tools.diagram.simplify import Picture, simplify
 from tools.review.assembly import StackTemplate, load_assembly
@@ -126,7 +126,8 @@ def test_dot_source_has_clusters_nodes_and_edges(graph: Graph) -> None:
     assert f'"{QUEUE}" -> "{DLQ}" [xlabel="redrive", style=dashed];' in source
     for node in graph.nodes:
         assert f'"{node}" [label=' in source
-    assert source.count(" -> ") == len(graph.edges)
+    drawn = [line for line in source.splitlines() if " -> " in line and "style=invis" not in line]
+    assert len(drawn) == len(graph.edges)
 
 
 def test_cli_prints_dot_without_graphviz(capsys: pytest.CaptureFixture[str]) -> None:
@@ -254,7 +255,8 @@ def test_no_node_without_an_edge(picture: Picture) -> None:
 def test_each_accounts_baseline_is_one_group(picture: Picture) -> None:
     nodes = picture.graph.nodes
 
-    assert {"baseline:Production", "baseline:Research", "access:Research"} <= set(nodes)
+    assert {"baseline:Production", "baseline:Research", "access:Research", "people:Production"} <= set(nodes)
+    assert not [n for n in nodes.values() if n.type == "AWS::IAM::Group"]
     for stage in ("Production", "Research"):
         members = " ".join(picture.groups[f"baseline:{stage}"])
         for part in ("Trail", "Recorder", "Budget", "SecurityGroupRules"):
@@ -291,6 +293,23 @@ def test_the_missing_edges_are_drawn(current_synth: list[StackTemplate]) -> None
         assert labels[(recorder, evaluator)] == ("config rule", "solid")
 
 
+def test_research_is_drawn_above_production_and_the_line_up_does_not_rank(picture: Picture) -> None:
+    source = to_dot(picture.graph, parked=picture.parked)
+
+    # Research's trail and recorder deliver to the production archive: research on top, those lines point down.
+    stage_of = {n.id: n.stage for n in picture.graph.nodes.values()}
+    assert stack_order(picture.graph.edges, stage_of, ["Production", "Research"]) == ["Research", "Production"]
+    assert re.search(
+        r'"baseline:Research" -> "Production-Audit/LogArchiveBucket[0-9A-F]{8}" \[xlabel="logs", '
+        r"weight=0\];",
+        source,
+    )
+    assert (
+        '"people:Production" -> "access:Research" [xlabel="assume role (MFA)", style=dashed, weight=0,'
+        " constraint=false];" in source
+    )
+
+
 def test_no_account_node_sits_in_its_own_account(picture: Picture) -> None:
     for node in picture.graph.nodes.values():
         if node.type == "account":
@@ -315,6 +334,39 @@ def test_long_names_are_wrapped_at_word_and_path_boundaries() -> None:
     assert wrap_name("Api/Presign/Function") == "Api\nPresign\nFunction"
     assert wrap_name("Notifications/SlackNotifier/Function") == "Notifications\nSlackNotifier\nFunction"
     assert wrap_name("Uploads") == "Uploads"
+
+
+def test_a_last_level_that_repeats_the_kind_is_dropped() -> None:
+    assert short_name("Uploads/Bucket") == "Uploads"
+    assert short_name("Notifications/SlackNotifier/Function") == "Notifications/SlackNotifier"
+    assert short_name("LogArchive/ConfigBucket") == "LogArchive/ConfigBucket"
+    assert short_name("Bucket") == "Bucket"
+
+
+def test_the_account_most_cross_account_lines_leave_is_drawn_on_top() -> None:
+    stage_of = {"p/archive": "Production", "p/groups": "Production", "r/trail": "Research", "r/roles": "Research"}
+    edges = [
+        Edge("r/trail", "p/archive", "logs"),
+        Edge("r/trail", "p/archive", "config history"),
+        Edge("p/groups", "r/roles", "assume role", "dashed"),
+    ]
+
+    assert stack_order(edges, stage_of, ["Production", "Research"]) == ["Research", "Production"]
+    assert stack_order(edges[2:], stage_of, ["Production", "Research"]) == ["Production", "Research"]
+
+
+def test_cross_account_lines_bend_and_invisible_edges_stack_the_boxes(graph: Graph) -> None:
+    source = to_dot(graph)
+
+    # The production account assumes a research role: its node is above the research box, the line points down.
+    assert (
+        '"account:Production" -> "Research-Access/ResearcherRoleEAE6D037" [xlabel="assume role (MFA)", style='
+        "dashed, weight=0];" in source
+    )
+    # The boxes are stacked by invisible edges, none of them between two drawn resources of one account.
+    invisible = [line for line in source.splitlines() if "style=invis" in line and " -> " in line]
+    assert invisible
+    assert all("layout_" in line or "account:" in line for line in invisible), invisible
 
 
 def _touch(path: Path, mtime: float) -> None:
@@ -367,3 +419,69 @@ def test_the_committed_picture_matches_the_current_synth(picture: Picture) -> No
 
     assert nodes == set(picture.graph.nodes) | set(picture.graph.vpcs), "run `make synth && make diagram`"
     assert edges == {(e.src, e.dst) for e in picture.graph.edges}, "run `make synth && make diagram`"
+
+
+# The content column of a pull-request page and of a README on GitHub: a wider picture is scaled down, text with it.
+PAGE_WIDTH_PX = 1000
+ARCHITECTURE_PNG = REPO_ROOT / "docs" / "architecture.png"
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert header[12:16] == b"IHDR", path
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def test_the_committed_picture_fits_a_pull_request_page() -> None:
+    """Shown at full size, so the 9-point node text stays 12 pixels high: no wider than the page's column."""
+    width, height = _png_size(ARCHITECTURE_PNG)
+    svg = ElementTree.parse(ARCHITECTURE_SVG).getroot()  # noqa: S314 (this repository's own picture)
+    svg_points = float(svg.get("width", "0").removesuffix("pt"))
+
+    assert width <= PAGE_WIDTH_PX, f"docs/architecture.png is {width} px wide"
+    assert height > width, "expected the accounts stacked top to bottom"
+    # Browsers show an SVG point as 96/72 pixels: the SVG must fit the column as well, at the PNG's size.
+    assert round(svg_points * PNG_DPI / 72) == width
+    assert svg_points * 96 / 72 <= PAGE_WIDTH_PX
+
+
+def _boxes(path: Path) -> dict[str, tuple[float, float, float, float]]:
+    """(left, top, right, bottom) of each node and cluster outline of a graphviz SVG, by title."""
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    root = ElementTree.parse(path).getroot()  # noqa: S314 (this repository's own picture, not untrusted input)
+    boxes = {}
+    for group in root.iterfind(".//svg:g", ns):
+        title = group.find("svg:title", ns)
+        if title is None or title.text is None or group.get("class") not in ("node", "cluster"):
+            continue
+        points = [
+            tuple(float(v) for v in pair.split(","))
+            for shape in group.iterfind("svg:polygon", ns)
+            for pair in (shape.get("points") or "").split()
+        ]
+        points += [
+            (float(x), float(y))
+            for shape in group.iterfind("svg:path", ns)
+            for x, y in re.findall(r"(-?[0-9.]+),(-?[0-9.]+)", shape.get("d") or "")
+        ]
+        for shape in group.iterfind("svg:ellipse", ns):
+            cx, cy, rx, ry = (float(shape.get(k) or 0) for k in ("cx", "cy", "rx", "ry"))
+            points += [(cx - rx, cy - ry), (cx + rx, cy + ry)]
+        if points:
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            boxes[title.text] = (min(xs), min(ys), max(xs), max(ys))
+    return boxes
+
+
+def test_the_committed_picture_stacks_the_accounts_and_no_node_covers_another() -> None:
+    boxes = _boxes(ARCHITECTURE_SVG)
+    research, production = boxes["cluster_Research"], boxes["cluster_Production"]
+
+    assert research[3] < production[1], "the research box should stand above the production box"
+    nodes = sorted((box, name) for name, box in boxes.items() if not name.startswith("cluster_"))
+    assert len(nodes) > 30
+    for index, (a, name_a) in enumerate(nodes):
+        for b, name_b in nodes[index + 1 :]:
+            apart = a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+            assert apart, f"{name_a} and {name_b} overlap"

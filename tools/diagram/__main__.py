@@ -40,7 +40,7 @@ def stale_source(assembly: Path, root: Path = REPO_ROOT) -> Path | None:
     return newest[1] if newest is not None and newest[0] > built else None
 
 
-TITLE = "mlbase: accounts, networks and data flow (from the synthesized templates)"
+TITLE = "mlbase: accounts, networks and data flow\n(drawn from the synthesized templates)"
 
 
 def run(argv: Sequence[str] | None = None) -> int:

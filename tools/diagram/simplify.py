@@ -1,5 +1,6 @@
-"""The picture a reviewer reads: the raw graph with each account's baseline and access roles folded into one node
-each, and resources that take part in no drawn flow parked in the legend instead of floating in the boxes.
+"""The picture a reviewer reads: the raw graph with each account's baseline, access roles and people's groups folded
+into one node each, and resources that take part in no drawn flow parked in the legend instead of floating in the
+boxes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _fold(graph: Graph, members: dict[str, str], groups: dict[str, Node]) -> Gra
 
 
 def simplify(graph: Graph) -> Picture:
-    """Fold baselines and cross-account access roles, then park every node without an edge."""
+    """Fold baselines, cross-account access roles and people's groups, then park every node without an edge."""
     members: dict[str, str] = {}
     groups: dict[str, Node] = {}
     listed: dict[str, list[str]] = {}
@@ -61,6 +62,10 @@ def simplify(graph: Graph) -> Picture:
         elif node.type == "AWS::IAM::Role" and node.stack.endswith("-Access"):
             group = f"access:{node.stage}"
             label = "Access roles"
+        elif node.type == "AWS::IAM::Group":
+            # People's groups all assume the same roles: one node and one edge instead of three parallel lines.
+            group = f"people:{node.stage}"
+            label = "IAM groups"
         else:
             continue
         members[node.id] = group
@@ -68,10 +73,13 @@ def simplify(graph: Graph) -> Picture:
         listed.setdefault(group, []).append(_first_line(node.label))
     for group_id, names in listed.items():
         head = groups[group_id].label.split("\n", 1)[0]
+        # Lines of at most about 20 characters: these boxes stand in a column of narrow nodes.
         if group_id.startswith("access:"):
-            label = f"{head} (MFA, from production)\n" + "\n".join(names)
+            label = f"{head}\n(MFA, from production):\n" + "\n".join(names)
+        elif group_id.startswith("people:"):
+            label = f"{head} (people):\n" + "\n".join(names)
         else:
-            label = f"{head} ({len(names)} resources)\nCloudTrail, AWS Config, budgets,\nguardrails, security findings"
+            label = f"{head}\n({len(names)} resources): CloudTrail,\nAWS Config, budgets,\nguardrails, findings"
         groups[group_id] = Node(group_id, groups[group_id].stage, "", group_id, "group", label)
     folded = _fold(graph, members, groups)
     connected = {e.src for e in folded.edges} | {e.dst for e in folded.edges}
