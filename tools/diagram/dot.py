@@ -68,7 +68,7 @@ def wrap_name(name: str, width: int = WRAP) -> str:
 
 
 # A construct path's last level when it only repeats the kind shown under the name ("Uploads/Bucket", S3 bucket).
-_GENERIC_LEAF = {"Bucket", "Queue", "Function", "Topic", "Table", "Service", "Instance", "Api", "Role"}
+_GENERIC_LEAF = {"Bucket", "Queue", "Function", "Topic", "Table", "Service", "Instance", "Api", "Role", "Dashboard"}
 
 
 def short_name(name: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tools.diagram.dot import short_name
 from tools.diagram.graph import Edge, Graph, Node
 
 # Stacks whose resources are the same in every account and say "this account is governed", not "this is the app".
@@ -86,6 +87,7 @@ def simplify(graph: Graph) -> Picture:
     parked: dict[str, list[str]] = {}
     for node_id, node in sorted(folded.nodes.items()):
         if node_id not in connected:
-            parked.setdefault(node.stage, []).append(_first_line(node.label) + f" ({node.label.split(chr(10))[-1]})")
+            name = short_name(_first_line(node.label))
+            parked.setdefault(node.stage, []).append(f"{name} ({node.label.split(chr(10))[-1]})")
             del folded.nodes[node_id]
     return Picture(folded, parked, listed)
