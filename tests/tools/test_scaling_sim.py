@@ -406,7 +406,7 @@ def test_json_lists_every_policy_the_oracle_and_the_sensitivity_cases(capsys: py
     assert cases == {
         (policy, case)
         for policy in ("deployed", "immediate")
-        for case in ("2x launch", "2x pull", "300 s metric delay", "0.6x throughput")
+        for case in ("2x launch", "2x pull", "300 s metric delay", "spot on the fallback type", "0.6x throughput")
     }
     for row in rows:
         assert row["profile"] == "burst"
@@ -431,19 +431,19 @@ def test_traffic_csv_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_gate_fails_and_names_a_profile_that_misses_the_sla(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # 9 million photos in 10 minutes onto an idle service: more than 20 tasks can classify within the hour.
-    csv = tmp_path / "backfill-9m.csv"
-    csv.write_text("".join(f"{minute},900000\n" for minute in range(10)), encoding="utf-8")
+    # 12 million photos in 10 minutes onto an idle service: more than 26 tasks can classify within the hour.
+    csv = tmp_path / "backfill-12m.csv"
+    csv.write_text("".join(f"{minute},1200000\n" for minute in range(10)), encoding="utf-8")
     code = cli.main(["--traffic", str(csv), "--policy", "deployed", "--no-sensitivity"])
     captured = capsys.readouterr()
     assert code == 1
-    assert captured.err.startswith("SLA missed: backfill-9m (deployed, nominal: ")
+    assert captured.err.startswith("SLA missed: backfill-12m (deployed, nominal: ")
     assert captured.err.count("\n") == 1
     assert "| oracle: no schedule within max_tasks meets the SLA |" in captured.out
 
 
 def test_gate_counts_sensitivity_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # 6 million photos in 10 minutes: 20 tasks clear them within the hour at nominal speed, not at 0.6x.
+    # 6 million photos in 10 minutes: 26 tasks clear them within the hour at nominal speed, not at 0.6x.
     csv = tmp_path / "edge.csv"
     csv.write_text("".join(f"{minute},600000\n" for minute in range(10)), encoding="utf-8")
     code = cli.main(["--traffic", str(csv), "--policy", "deployed"])
