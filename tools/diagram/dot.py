@@ -224,7 +224,7 @@ def _feet(
         if not stage or not any(s == stage for s in stage_of.values()):
             continue
         down = sorted(e.src for e in ranking if e.src in groups and stage_of.get(e.src) == stage != stage_of.get(e.dst))
-        feet[stage] = down[0] if down else f"layout_foot_{stage or 'top'}"
+        feet[stage] = down[0] if down else f"layout_foot_{stage}"
     return feet
 
 
@@ -274,8 +274,7 @@ def _unreached(nodes: set[str], edges: Sequence[tuple[str, str]]) -> set[str]:
             if node not in reached:
                 reached.add(node)
                 frontier.append(node)
-    unreachable = nodes - reached
-    return (nodes - heads) | unreachable
+    return (nodes - heads) | (nodes - reached)
 
 
 def dot_binary() -> str | None:
