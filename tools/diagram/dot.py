@@ -111,7 +111,8 @@ def _legend(parked: Mapping[str, Sequence[str]]) -> list[str]:
         # Each sample on one rank, the samples stacked: the legend is as narrow as its longest meaning.
         point = '[shape=point, width=0.05, label=""]'
         lines += [
-            f'    {{ rank=same; "{a}" {point}; "{b}" {point}; }}',
+            # group: the samples' left ends in one column, so that they read as a list.
+            f'    {{ rank=same; "{a}" {point[:-1]}, group=legend]; "{b}" {point}; }}',
             f'    "{a}" -> "{b}" [label={_quote(meaning)}, style={style}];',
         ]
         if index:
