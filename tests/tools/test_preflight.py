@@ -99,7 +99,7 @@ def ready_research(endpoint: str, creds: dict[str, str]) -> None:
 @pytest.fixture
 def quotas(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, float]]]:
     """A loopback endpoint: Service Quotas answered from the returned table (code -> value), the rest sent to moto."""
-    table: dict[str, float] = {G_ON_DEMAND: 64, G_SPOT: 64, LAMBDA: 1000}
+    table: dict[str, float] = {G_ON_DEMAND: 64, G_SPOT: 128, LAMBDA: 1000}
 
     class Handler(LoopbackHandler):
         def _answer(self) -> None:
@@ -282,9 +282,10 @@ def test_an_unbootstrapped_production_account_without_the_pinned_gpu_ami(
     assert ecs.startswith("missing ")
     assert "capacity.ami_ssm_parameter" in ecs
     assert _line(lines, "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64").startswith("ok ")
-    # food-photo: 20 hosts at most, 1 + 25% of the other 19 on demand (6), the rest spot (14), 4 vCPUs each.
-    assert "64 >= 24" in _line(lines, f"quota on-demand G and VT vCPUs ({G_ON_DEMAND})")
-    assert "64 >= 56" in _line(lines, f"quota spot G and VT vCPUs ({G_SPOT})")
+    # food-photo: 26 hosts at most, 1 + 25% of the other 25 on demand (8, rounded up), the rest spot (18),
+    # 4 vCPUs each.
+    assert "64 >= 32" in _line(lines, f"quota on-demand G and VT vCPUs ({G_ON_DEMAND})")
+    assert "128 >= 72" in _line(lines, f"quota spot G and VT vCPUs ({G_SPOT})")
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +398,7 @@ def test_vcpus_count_each_fleet_at_its_largest_type_per_market() -> None:
 def test_the_photo_fleet_is_read_from_its_auto_scaling_group(cloud_assembly: Path) -> None:
     stack = next(s for s in read_assembly(cloud_assembly).stacks if s.name == "Production-PhotoService")
     [fleet] = fleets_of(stack)
-    assert (fleet.instance_types, fleet.on_demand, fleet.spot) == (("g5.xlarge", "g4dn.xlarge"), 6, 14)
+    assert (fleet.instance_types, fleet.on_demand, fleet.spot) == (("g5.xlarge", "g4dn.xlarge"), 8, 18)
 
 
 def test_needs_of_the_research_account_come_from_its_templates(cloud_assembly: Path) -> None:
