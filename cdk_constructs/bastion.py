@@ -34,6 +34,24 @@ def check_ssh_cidrs(cidrs: Sequence[str]) -> None:
             raise ValueError(f"SSH must not be open to the whole internet: {cidr}")
 
 
+# The SSM agent's channel actions, none of which takes a resource; the agent also checks the session log group's
+# encryption before streaming to it (logs:DescribeLogGroups).
+SSM_AGENT = (
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+    "logs:DescribeLogGroups",
+)
+
+
 class Bastion(Construct):
     """An Amazon Linux 2023 host that people reach through SSM Session Manager, never directly.
 
@@ -97,21 +115,7 @@ class Bastion(Construct):
             statements=[
                 iam.PolicyStatement(
                     sid="SsmAgent",
-                    actions=[
-                        "ssm:UpdateInstanceInformation",
-                        "ssmmessages:CreateControlChannel",
-                        "ssmmessages:CreateDataChannel",
-                        "ssmmessages:OpenControlChannel",
-                        "ssmmessages:OpenDataChannel",
-                        "ec2messages:AcknowledgeMessage",
-                        "ec2messages:DeleteMessage",
-                        "ec2messages:FailMessage",
-                        "ec2messages:GetEndpoint",
-                        "ec2messages:GetMessages",
-                        "ec2messages:SendReply",
-                        # The agent checks the session log group's encryption before streaming to it.
-                        "logs:DescribeLogGroups",
-                    ],
+                    actions=list(SSM_AGENT),
                     resources=["*"],
                 ),
                 iam.PolicyStatement(
@@ -130,9 +134,10 @@ class Bastion(Construct):
             self.policy,
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                "ssm:UpdateInstanceInformation, the ssmmessages/ec2messages channel actions and logs:DescribeLogGroups"
-                " support no resource-level permissions; this is the SSM agent's minimum (AmazonSSMManagedInstanceCore"
-                " less its parameter, document and S3 access).",
+                "Granted on * because they support no resource-level permissions, the SSM agent's minimum"
+                " (AmazonSSMManagedInstanceCore less its parameter, document and S3 access): "
+                + ", ".join(SSM_AGENT)
+                + ".",
             ),
         )
 

@@ -164,7 +164,9 @@ class GpuQueueWorker(Construct):
             ("AwsSolutions-IAM5[Action::ecs:Submit*]", "ECS agent reports task and container state changes."),
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                "ecs:DiscoverPollEndpoint and ecr:GetAuthorizationToken allow no scoping.",
+                "Granted on * because they support no resource-level scoping: ecs:DiscoverPollEndpoint, ecs:Poll,"
+                " ecs:StartTelemetrySession, ecr:GetAuthorizationToken, logs:CreateLogStream, logs:PutLogEvents,"
+                " cloudwatch:PutMetricData (the last bound to the CWAgent namespace by condition).",
             ),
         )
         launch_template = ec2.LaunchTemplate(

@@ -117,6 +117,7 @@ class Notifications(Construct):
             timeout=NOTIFIER_TIMEOUT,
             reserved_concurrency=2,
             dead_letter_queue=self.dead_letter_queue,
+            unscoped_actions=["cloudtrail:LookupEvents"],
         )
         self.notifier = notifier.function
         self.notifier_role: iam.IRole = notifier.role

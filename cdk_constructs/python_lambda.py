@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Stack
@@ -79,7 +80,9 @@ class PythonLambda(Construct):
 
     Logs go to a KMS-encrypted log group with the given retention. Reserved concurrency bounds what a flood of events
     can cost. `dead_letter_queue` catches failed asynchronous invocations; `vpc` places the function in private
-    subnets when it must reach VPC resources. The role's policy comes from CDK grants on the resources it uses.
+    subnets when it must reach VPC resources. The role's policy comes from CDK grants on the resources it uses;
+    `unscoped_actions` names the actions the caller grants on * (they support no resource-level scoping), so that the
+    acknowledgement of that wildcard says exactly what it covers.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class PythonLambda(Construct):
         dead_letter_queue: sqs.IQueue | None = None,
         vpc: ec2.IVpc | None = None,
         function_name: str | None = None,
+        unscoped_actions: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         source = LAMBDAS_DIR / name
@@ -150,8 +154,9 @@ class PythonLambda(Construct):
             ),
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                "Only actions with no resource-level scoping use *: X-Ray tracing here, and any the stack adds"
-                " next to a comment saying so (DescribeInstances, GetMetricData, LookupEvents).",
+                "Granted on * because they support no resource-level scoping: "
+                + ", ".join(("xray:PutTraceSegments", "xray:PutTelemetryRecords", *unscoped_actions))
+                + ".",
             ),
         )
         acknowledge(

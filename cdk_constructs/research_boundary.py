@@ -330,7 +330,7 @@ class ResearchBoundary(Construct):
             ),
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                "A permission boundary caps rights; its allow-all is narrowed by the denies.",
+                "A permission boundary caps rights; its allow-all (* on *) is narrowed by the denies.",
             ),
             (
                 "NIST.800.53.R5-IAMPolicyNoStatementsWithAdminAccess",

@@ -45,6 +45,11 @@ RULE_SUFFIXES = (
 )
 
 
+# What the rule's functions read on *: Describe* and prefix-list entries (lists may be shared from other accounts).
+EVALUATOR_READS = ("ec2:DescribeSecurityGroups", "ec2:DescribeManagedPrefixLists", "ec2:GetManagedPrefixListEntries")
+GUARD_READS = (*EVALUATOR_READS, "ec2:DescribeSecurityGroupRules")
+
+
 @dataclass(frozen=True)
 class WorldIngressException:
     """A reviewed exception: `group_id` may be open to the world on `ports`."""
@@ -131,9 +136,10 @@ class SecurityGroupRules(Construct):
             environment={"MLBASE_WORLD_EXCEPTIONS": exceptions_json},
             timeout=Duration.minutes(5),
             reserved_concurrency=2,
+            unscoped_actions=EVALUATOR_READS,
         )
         # Describe* and GetManagedPrefixListEntries on lists other accounts share support no useful scoping.
-        reads = ["ec2:DescribeSecurityGroups", "ec2:DescribeManagedPrefixLists", "ec2:GetManagedPrefixListEntries"]
+        reads = list(EVALUATOR_READS)
         evaluator.role.add_to_principal_policy(iam.PolicyStatement(actions=reads, resources=["*"]))
         self.evaluator = evaluator.function
         self.custom_rule = config.CustomRule(
@@ -205,6 +211,7 @@ class SecurityGroupRules(Construct):
             timeout=Duration.minutes(2),
             reserved_concurrency=2,
             dead_letter_queue=self.guard_failures,
+            unscoped_actions=GUARD_READS,
         )
         self.guard = guard.function
         self.guard.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(1))
@@ -217,17 +224,7 @@ class SecurityGroupRules(Construct):
             ),
         )
         # Describe* support no resource scoping; prefix lists may be shared from other accounts.
-        self.guard.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSecurityGroupRules",
-                    "ec2:DescribeManagedPrefixLists",
-                    "ec2:GetManagedPrefixListEntries",
-                ],
-                resources=["*"],
-            )
-        )
+        self.guard.add_to_role_policy(iam.PolicyStatement(actions=list(GUARD_READS), resources=["*"]))
         account = Stack.of(self).account
         if auto_remediate:
             self.guard.add_to_role_policy(

@@ -146,6 +146,7 @@ class WorkbenchStack(ZonedStack):
             },
             timeout=Duration.seconds(120),
             reserved_concurrency=1,
+            unscoped_actions=["ec2:DescribeInstances", "cloudwatch:GetMetricData"],
             dead_letter_queue=failures,
         )
         slack_secret.grant_read(self.idle_monitor.function)
@@ -186,10 +187,6 @@ class WorkbenchStack(ZonedStack):
         for fn in (self.idle_monitor, self.jobs):
             acknowledge(
                 fn.role,
-                (
-                    "AwsSolutions-IAM5[Resource::*]",
-                    "ec2:DescribeInstances and cloudwatch:GetMetricData support no resource scoping.",
-                ),
                 (
                     f"AwsSolutions-IAM5[Resource::arn:aws:ec2:{self.region}:{self.account}:instance/*]",
                     "Instance IDs change when the roster changes; access is conditioned on the mlbase:managed tag.",
@@ -265,6 +262,7 @@ class WorkbenchStack(ZonedStack):
             environment={**common_env, "MLBASE_SLACK_SECRET_ARN": slack_secret.secret_arn},
             timeout=Duration.seconds(60),
             reserved_concurrency=10,
+            unscoped_actions=["ec2:DescribeInstances"],
         )
         jobs = self.jobs.function
         # No retries: an EC2 action is not repeated behind the caller's back, and the caller hears of one failure

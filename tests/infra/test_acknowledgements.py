@@ -37,8 +37,13 @@ class _Recorder:
 
 
 @pytest.fixture(scope="module")
-def unacknowledged(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Ack], list[Finding]]:
-    outdir = tmp_path_factory.mktemp("unacknowledged")
+def unacknowledged_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("unacknowledged"))
+
+
+@pytest.fixture(scope="module")
+def unacknowledged(unacknowledged_outdir: Path) -> tuple[list[Ack], list[Finding]]:
+    outdir = unacknowledged_outdir
     patch = pytest.MonkeyPatch()
     patch.setattr(nag, "Validations", _Recorder)
     _Recorder.acks = []
@@ -83,3 +88,36 @@ def test_every_acknowledgement_silences_a_real_finding(unacknowledged: tuple[lis
 def test_every_acknowledgement_gives_a_reason(unacknowledged: tuple[list[Ack], list[Finding]]) -> None:
     acks, _ = unacknowledged
     assert [a for a in acks if len(a[2].strip()) < 20] == []
+
+
+def test_wildcard_resource_acknowledgements_name_every_action_they_cover(
+    unacknowledged: tuple[list[Ack], list[Finding]], unacknowledged_outdir: Path
+) -> None:
+    """`AwsSolutions-IAM5[Resource::*]` covers every action granted on * below its construct: the reason names each
+    one, so an action added later on * cannot hide behind an old acknowledgement."""
+    from tests.policy.assembly import Assembly
+
+    acks, _ = unacknowledged
+    assembly = Assembly(unacknowledged_outdir)
+    unnamed: list[str] = []
+    for path, rule, reason in acks:
+        if rule != "AwsSolutions-IAM5[Resource::*]":
+            continue
+        for info in assembly.stacks.values():
+            for construct, logical_id in info.logical_ids.items():
+                if not (construct == path or construct.startswith(f"{path}/")):
+                    continue
+                resource = info.template["Resources"].get(logical_id, {})
+                if resource.get("Type") not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+                    continue
+                for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                    resources = statement.get("Resource", [])
+                    if statement.get("Effect") != "Allow" or "*" not in (
+                        resources if isinstance(resources, list) else [resources]
+                    ):
+                        continue
+                    actions = statement.get("Action", [])
+                    for action in [actions] if isinstance(actions, str) else actions:
+                        if action not in reason:
+                            unnamed.append(f"{path}: {action}")
+    assert not unnamed, "actions on * that their acknowledgement does not name:\n" + "\n".join(sorted(set(unnamed)))
