@@ -15,6 +15,8 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cdk_constructs.alarms import alarm_on_any
+
 # The namespace the AWS remediation steps use; one namespace keeps every CIS metric together.
 CIS_METRIC_NAMESPACE = "LogMetrics"
 
@@ -190,18 +192,14 @@ class CisAlarms(Construct):
                 metric_name=check.name,
                 metric_value="1",
             )
-            alarm = cloudwatch.Alarm(
+            alarm = alarm_on_any(
                 self,
                 f"{check.name}Alarm",
                 # Named: people read the name in Slack and find the alarm by it.
                 alarm_name=f"{alarm_prefix}{check.name}",
-                alarm_description=alarm_description(check),
+                description=alarm_description(check),
                 metric=metric_filter.metric(statistic="Sum", period=Duration.minutes(5)),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                action=action,
             )
-            alarm.add_alarm_action(action)
             self.filters[check.name] = metric_filter
             self.alarms[check.name] = alarm

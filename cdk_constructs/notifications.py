@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -15,6 +14,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cdk_constructs.alarms import alarm_on_any
 from cdk_constructs.python_lambda import PythonLambda
 
 # AWS services that publish to the topic directly and must be able to use its key. EventBridge is not listed: the
@@ -129,16 +129,12 @@ class Notifications(Construct):
             subscriptions.LambdaSubscription(self.notifier, dead_letter_queue=self.dead_letter_queue)
         )
 
-        self.dead_letter_alarm = cloudwatch.Alarm(
+        self.dead_letter_alarm = alarm_on_any(
             self,
             "DeadLetterAlarm",
-            alarm_description="Slack notifications failed after all retries; read them from the dead-letter queue",
+            description="Slack notifications failed after all retries; read them from the dead-letter queue",
             metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(5), statistic="Maximum"
             ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            action=cw_actions.SnsAction(self.topic),
         )
-        self.dead_letter_alarm.add_alarm_action(cw_actions.SnsAction(self.topic))

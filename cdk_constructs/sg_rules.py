@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_config as config
 from aws_cdk import aws_events as events
@@ -18,6 +17,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cdk_constructs.alarms import alarm_on_any
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
 
@@ -275,14 +275,10 @@ class SecurityGroupRules(Construct):
                 ),
                 targets=[deliver],
             )
-        alarm = cloudwatch.Alarm(
+        alarm_on_any(
             self,
             "GuardFailuresAlarm",
-            alarm_description="sg-open-world guard runs failed after retries (events in its dead-letter queue)",
+            description="sg-open-world guard runs failed after retries (events in its dead-letter queue)",
             metric=self.guard_failures.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            action=cw_actions.SnsAction(topic),
         )
-        alarm.add_alarm_action(cw_actions.SnsAction(topic))

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
@@ -22,6 +21,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cdk_constructs.alarms import alarm_on_any
 from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.python_lambda import PythonLambda
@@ -171,17 +171,13 @@ class WorkbenchStack(ZonedStack):
             schedule=events.Schedule.rate(Duration.hours(wb.idle_check_hours)),
             targets=[targets.LambdaFunction(monitor, retry_attempts=2, dead_letter_queue=failures)],
         )
-        failure_alarm = cloudwatch.Alarm(
+        alarm_on_any(
             self,
             "IdleMonitorFailuresAlarm",
-            alarm_description="Idle monitor runs failed after retries (messages in its dead-letter queue)",
+            description="Idle monitor runs failed after retries (messages in its dead-letter queue)",
             metric=failures.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            action=cw_actions.SnsAction(notifications),
         )
-        failure_alarm.add_alarm_action(cw_actions.SnsAction(notifications))
 
         self._bot(cfg, roster, slack_secret, signing_secret, instances_arn, managed, notifications)
         for fn in (self.idle_monitor, self.jobs):
@@ -272,17 +268,13 @@ class WorkbenchStack(ZonedStack):
             max_event_age=Duration.minutes(10),
             on_failure=destinations.SqsDestination(self.job_failures),
         )
-        failure_alarm = cloudwatch.Alarm(
+        alarm_on_any(
             self,
             "GpuJobFailuresAlarm",
-            alarm_description="/gpu jobs failed (their events are in the on-failure queue; the caller was told)",
+            description="/gpu jobs failed (their events are in the on-failure queue; the caller was told)",
             metric=self.job_failures.metric_number_of_messages_sent(period=Duration.minutes(5)),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            action=cw_actions.SnsAction(notifications),
         )
-        failure_alarm.add_alarm_action(cw_actions.SnsAction(notifications))
         signing_secret.grant_read(jobs)
         slack_secret.grant_read(jobs)
         self.seen_signatures.grant(jobs, "dynamodb:PutItem")
