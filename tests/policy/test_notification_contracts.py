@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.policy.assembly import Assembly, Res
-from tests.policy.engine import Case, Target, Verdict, check, judge, service
+from tests.policy.engine import Case, Target, Verdict, check, judge, resource_policy, service
 
 ALARMS = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/US_SetupSNS.html"
 EVENTS = "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sns-permissions"
@@ -55,8 +55,6 @@ def publishers(asm: Assembly) -> Iterator[tuple[str, str, str, Res, str]]:
 
 def topic_target(topic: Res) -> Any:
     def build(asm: Assembly) -> Target:
-        from tests.policy.engine import resource_policy
-
         return Target(asm.ref(topic), topic.stack.account, resource_policy(asm, topic))
 
     return build
@@ -64,8 +62,6 @@ def topic_target(topic: Res) -> Any:
 
 def key_target(topic: Res) -> Any:
     def build(asm: Assembly) -> Target:
-        from tests.policy.engine import resource_policy
-
         key_arn = str(asm.resolve(topic.stack, topic.props["KmsMasterKeyId"]))
         (key,) = [k for k in asm.of_type("AWS::KMS::Key") if asm.arn(k) == key_arn]
         return Target(key_arn, key.stack.account, resource_policy(asm, key))

@@ -20,11 +20,11 @@ from tests.policy.engine import (
     Target,
     Verdict,
     What,
+    Who,
     at,
     check,
     judge,
     managed_policy,
-    resource_policy,
     role_session,
 )
 
@@ -665,37 +665,28 @@ def test_boundary_fits_the_iam_size_quota(assembly: Assembly) -> None:
     assert len(document) <= 6144, len(document)
 
 
+def production_user(name: str) -> Who:
+    """A production user signed in with fresh MFA, whose own policies allow it to call STS."""
+    user = f"arn:aws:iam::111111111111:user/mlbase/people/{name}"
+    context = {"aws:MultiFactorAuthPresent": "true", "aws:MultiFactorAuthAge": "60",
+               "aws:PrincipalAccount": "111111111111", "aws:PrincipalArn": user}  # fmt: skip
+    sts = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:*", "Resource": "*"}]}
+    return lambda asm: Party(principal=user, account="111111111111", identity=(("sts", sts),), context=context)
+
+
 def test_trust_requires_the_persons_own_name(assembly: Assembly) -> None:
     """Each researcher may assume the developer role only as themselves (sts:SourceIdentity = their user name)."""
-    role = assembly.at("Research/Access/ResearchDeveloper")
-    trust = resource_policy(assembly, role)
+    role = at("Research/Access/ResearchDeveloper")
+    cases = []
     for name in (ME, OTHER):
-        user = f"arn:aws:iam::111111111111:user/mlbase/people/{name}"
-        base = {"aws:MultiFactorAuthPresent": "true", "aws:MultiFactorAuthAge": "60", "aws:PrincipalAccount":
-                "111111111111", "aws:PrincipalArn": user}  # fmt: skip
-        target = lambda asm: Target(asm.arn(role), R, trust)  # noqa: E731
-        who = lambda asm, u=user, b=base: Party(principal=u, account="111111111111", identity=(  # noqa: E731
-            ("assume", {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:*",
-                                                                 "Resource": "*"}]}),), context=b)  # fmt: skip
-        own = Case(
-            f"assume-as-{name}",
-            who,
-            "sts:AssumeRole",
-            target,
-            "allow",
-            "one's own name",
-            context={"sts:SourceIdentity": name},
-        )
-        impostor = Case(
-            f"assume-as-other-{name}",
-            who,
-            "sts:AssumeRole",
-            target,
-            "deny",
-            "someone else's name",
-            context={"sts:SourceIdentity": "hanako" if name != "hanako" else ME},
-        )
-        unnamed = Case(f"assume-unnamed-{name}", who, "sts:AssumeRole", target, "deny", "no source identity")
-        verdicts = judge(assembly, [own, impostor, unnamed])
-        for case in (own, impostor, unnamed):
-            check(case, verdicts[case.id])
+        who = production_user(name)
+        cases += [
+            Case(f"assume-as-{name}", who, "sts:AssumeRole", role, "allow", "one's own name",
+                 context={"sts:SourceIdentity": name}),
+            Case(f"assume-as-other-{name}", who, "sts:AssumeRole", role, "deny", "someone else's name",
+                 context={"sts:SourceIdentity": "hanako"}),
+            Case(f"assume-unnamed-{name}", who, "sts:AssumeRole", role, "deny", "no source identity"),
+        ]  # fmt: skip
+    verdicts = judge(assembly, cases)
+    for case in cases:
+        check(case, verdicts[case.id])
