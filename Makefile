@@ -10,21 +10,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .make
 
-.PHONY: prereqs synth synth-deps deps test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram preflight clean help
+.PHONY: lock prereqs synth synth-deps deps test lint typecheck unit cfn-lint hadolint packer-check demo bench simulate review diagram preflight clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # Synth needs only the CDK app's dependencies (requirements.txt, about 0.5 GB); tests, the Lambdas' and the worker's
-# runtime (torch among them) come on top with requirements-dev.txt.
+# runtime (torch among them) come on top with requirements-dev.txt. Every install is from a lock with hashes
+# (compiled by `make lock` from the .in files next to them).
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes
 $(STAMP)/venv-synth: requirements.txt
 	@mkdir -p $(STAMP)
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
 	@touch $@
 
-$(STAMP)/venv: requirements.txt requirements-dev.txt $(STAMP)/venv-synth
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(STAMP)/venv: requirements-dev.txt $(STAMP)/venv-synth
+	$(PIP_INSTALL) -r requirements-dev.txt
 	@touch $@
 
 $(STAMP)/npm: package.json package-lock.json
@@ -52,10 +54,11 @@ unit: deps ## pytest (synth, cdk-nag, cfn-lint, snapshots, runtime tests)
 	$(VENV)/bin/pytest -q
 
 # Tools from outside PyPI and npm that the tests run; missing ones stop `make test` with the command that installs them.
-prereqs: ## check the system tools the tests need (node, npm, dot, packer)
+prereqs: ## check the system tools the tests need (node, npm, dot, packer, gs)
 	@missing=0; \
 	for entry in "node:Node.js 20 (https://nodejs.org, or apt-get install nodejs npm)" "npm:apt-get install npm" \
-	    "dot:apt-get install graphviz" "packer:apt-get install packer (or HashiCorp's release)"; do \
+	    "dot:apt-get install graphviz" "packer:apt-get install packer (or HashiCorp's release)" \
+	    "gs:apt-get install ghostscript (the decoder's proof that PostScript is never rendered)"; do \
 	  tool=$${entry%%:*}; how=$${entry#*:}; \
 	  if ! command -v $$tool >/dev/null; then echo "make test needs $$tool: $$how" >&2; missing=1; fi; \
 	done; exit $$missing
@@ -82,6 +85,16 @@ endif
 preflight: synth ## read-only check of one account before deploying (PROFILE=prod or PROFILE=research)
 	$(PY) -m tools.preflight --profile $(PROFILE) --config $(or $(MLBASE_CONFIG),config/platform.yaml) --assembly cdk.out \
 	    $(if $(ENDPOINT_URL),--endpoint-url $(ENDPOINT_URL),)
+
+# The three locks: synth, the worker's own set (its image installs it too), and the test set, constrained by both so
+# that every shared package has one version. pip-compile reads pip's own index settings; nothing machine-specific
+# is written into the locks.
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links --no-emit-trusted-host $(if $(UPGRADE),--upgrade,)
+lock: $(STAMP)/venv ## compile the .in files into the hash locks requirements{,-dev}.txt, worker/requirements.txt (UPGRADE=1)
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o worker/requirements.txt worker/requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 
 clean: ## remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -131,3 +133,13 @@ def slack_server() -> Iterator[SlackServer]:
 
     with loopback_server(Handler) as state.url:
         yield state
+
+
+def require_tool(name: str, install: str) -> str:
+    """A program the tests need, from the virtualenv (PyPI-shipped binaries) or PATH; missing fails, never skips."""
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: {install} (`make prereqs` lists what the tests need)")
+    return found
+

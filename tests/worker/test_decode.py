@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import require_tool
 from worker import decode, synthetic
 
 SIZE = 64
@@ -207,8 +207,8 @@ def test_postscript_named_jpg_is_never_rendered_even_with_ghostscript(monkeypatc
     assert EpsImagePlugin.gs_binary is False  # the module also disarmed Pillow's own Ghostscript lookup
 
 
-@pytest.mark.skipif(shutil.which("gs") is None, reason="Ghostscript (gs) is not installed on this machine")
 def test_eps_with_a_real_ghostscript_installed_is_still_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_tool("gs", "apt-get install ghostscript")
     from PIL import EpsImagePlugin
 
     # Re-arm Pillow's Ghostscript lookup, so that only the allow-list stands between the file and `gs`.
