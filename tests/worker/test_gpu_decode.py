@@ -1,5 +1,7 @@
-"""The nvJPEG path, exercised on the CPU: torchvision's decoder is replaced by a Pillow stand-in with the same contract
-(list of 1-D uint8 tensors in, CHW uint8 RGB tensors out, RuntimeError for a bad file)."""
+"""The nvJPEG path, exercised on the CPU. Most tests replace torchvision's decoder by a Pillow stand-in with the same
+contract (list of 1-D uint8 tensors in, CHW uint8 RGB tensors out, RuntimeError for a bad file), so that they can stall
+or fail it at will; one test runs the real torchvision of the worker image (its CPU decoder, same call) to hold the
+contract to the library."""
 
 from __future__ import annotations
 
@@ -53,6 +55,27 @@ def test_resize_crop_gives_a_square_hwc_uint8_tensor() -> None:
     result = resize_crop(torch.zeros(3, 300, 400, dtype=torch.uint8), 64)
     assert tuple(result.shape) == (64, 64, 3)
     assert result.dtype == torch.uint8
+
+
+def test_torchvision_decode_jpeg_keeps_the_contract_the_stand_in_assumes() -> None:
+    # The image's torchvision (worker/requirements.txt) with device="cpu": the batched call, RGB mode, and a corrupt
+    # file failing the batch so that the decoder retries one by one and hands that file back to the CPU path.
+    decoder = GpuDecoder(32, torch.device("cpu"))
+    photo = jpeg("food", (120, 90), seed=3)
+    rotated = synthetic.jpeg_bytes(Image.open(io.BytesIO(photo)), exif_orientation=6)
+    files = [(data, inspect(data, 10**8)) for data in (photo, rotated)]
+    assert all(candidate is not None for _, candidate in files)
+    corrupt = photo[:200]
+    images, _ = decoder.decode([*files, (corrupt, files[0][1])])  # type: ignore[list-item]
+    assert images[2] is None
+    expected = _pillow_decode([torch.frombuffer(bytearray(photo), dtype=torch.uint8)])[0]
+    ours = resize_crop(expected, 32)
+    assert images[0] is not None
+    assert images[0].shape == ours.shape == (32, 32, 3)
+    # libjpeg-turbo in both; IDCT and upsampling may differ by a few levels.
+    assert float((images[0].float() - ours.float()).abs().mean()) < 3
+    assert images[1] is not None
+    assert images[1].shape == (32, 32, 3)
 
 
 def test_only_plain_jpegs_within_the_limit_go_to_the_gpu() -> None:
