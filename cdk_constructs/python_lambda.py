@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -50,8 +51,20 @@ def _stage(parts: dict[str, Path], *, prefix: str) -> str:
     return str(target)
 
 
+def layer_parts() -> dict[str, Path]:
+    """What the shared layer holds (destination -> source): `lambdas/common`, and slack_sdk as the synth environment
+    installed it from requirements.txt (pure Python, no dependencies, so the same files serve arm64 Lambda)."""
+    spec = importlib.util.find_spec("slack_sdk")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("slack_sdk is not installed; the Lambda layer ships it (pip install -r requirements.txt)")
+    return {
+        "python/lambdas/common": LAMBDAS_DIR / "common",
+        "python/slack_sdk": Path(next(iter(spec.submodule_search_locations))),
+    }
+
+
 def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVersion, kms.Key]:
-    """The per-stack layer of `lambdas/common`, the Powertools layer and the key for Lambda log groups."""
+    """The per-stack layer (`lambdas/common` and slack_sdk), the Powertools layer and the key for Lambda log groups."""
     stack = Stack.of(scope)
     existing = stack.node.try_find_child("LambdaCommon")
     if isinstance(existing, Construct):
@@ -63,10 +76,10 @@ def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVers
     common = lambda_.LayerVersion(
         stack,
         "LambdaCommonLayer",
-        code=lambda_.Code.from_asset(_stage({"python/lambdas/common": LAMBDAS_DIR / "common"}, prefix="layer")),
+        code=lambda_.Code.from_asset(_stage(layer_parts(), prefix="layer")),
         compatible_runtimes=[RUNTIME],
         compatible_architectures=[lambda_.Architecture.ARM_64],
-        description="mlbase shared Lambda code (lambdas/common)",
+        description="mlbase shared Lambda code (lambdas/common) and slack_sdk",
     )
     powertools = lambda_.LayerVersion.from_layer_version_arn(
         stack, "PowertoolsLayer", POWERTOOLS_LAYER.format(region=stack.region)

@@ -1,1 +1,1 @@
-"""Code shared by every mlbase Lambda, shipped as one layer (stdlib, boto3 and Powertools only)."""
+"""Code shared by every mlbase Lambda, shipped as one layer with slack_sdk (beside stdlib, boto3 and Powertools)."""

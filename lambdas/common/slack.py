@@ -1,9 +1,9 @@
-"""Posting to Slack over plain HTTPS (urllib), shared by the notifier, the idle monitor and the chatops bot.
+"""Posting to Slack with slack_sdk, shared by the notifier, the idle monitor and the chatops bot.
 
 Two delivery targets, both read from one Secrets Manager secret (never from the template):
 
-- ``{"webhook_url": "https://hooks.slack.com/services/..."}``: an incoming webhook, bound to one channel.
-- ``{"bot_token": "xoxb-...", "channel": "C0123456789"}``: a bot token; messages go through ``chat.postMessage``.
+- ``{"webhook_url": "https://hooks.slack.com/services/..."}``: an incoming webhook (``WebhookClient``).
+- ``{"bot_token": "xoxb-...", "channel": "C0123456789"}``: a bot token, through ``WebClient.chat_postMessage``.
 
 Typical use::
 
@@ -12,32 +12,48 @@ Typical use::
     target = load_target(os.environ["MLBASE_SLACK_SECRET_ARN"])  # cached for the container's life
     post_message(target, text="GPU instance i-0abc idle for 2 h", blocks=[...])
 
-Failures never pass silently. Rate limits (HTTP 429, honouring ``Retry-After``), 5xx answers and network errors are
-retried with bounded exponential backoff; when the attempts run out, or Slack rejects the message outright
-(``invalid_payload``, ``channel_not_found``, a revoked token), :class:`SlackError` is raised so that the Lambda's
-asynchronous retries and its on-failure destination (a DLQ with an alarm) take over.
+Failures never pass silently. slack_sdk's retry handlers retry rate limits (HTTP 429, waiting Retry-After), HTTP
+500/503 and network errors a bounded number of times; when the attempts run out, or Slack rejects the message
+outright (``invalid_payload``, ``channel_not_found``, a revoked token), :class:`SlackError` is raised so that the
+Lambda's asynchronous retries and its on-failure destination (a DLQ with an alarm) take over.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
+import logging
+import math
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
+from urllib.error import URLError
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import (
+    BackoffRetryIntervalCalculator,
+    ConnectionErrorRetryHandler,
+    HttpResponse,
+    RateLimitErrorRetryHandler,
+    RetryHandler,
+)
+from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
+from slack_sdk.webhook import WebhookClient
 
 DEFAULT_API_BASE = "https://slack.com/api"
 # Slack truncates beyond 40k characters and rejects bigger bodies; cut early so the message still arrives.
 MAX_TEXT_CHARS = 39_000
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# slack_sdk logs the request URL (for a webhook, the credential itself) at INFO and DEBUG; its warnings still show.
+_SDK_LOG = logging.getLogger(f"{__name__}.sdk")
+_SDK_LOG.setLevel(logging.WARNING)
 
 
 class SlackError(Exception):
     """Slack did not accept the message. `error` is Slack's short reason (or the HTTP status); `retryable` says
-    whether the failure was transient (rate limit, 5xx, network) and the attempts simply ran out."""
+    whether the failure was transient (rate limit, 5xx, network), so that a later try may succeed."""
 
     def __init__(self, error: str, *, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(f"slack error: {error}" + (f" (HTTP {status})" if status is not None else ""))
@@ -66,19 +82,43 @@ class SlackTarget:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try. The worst-case total wait is bounded by ``(attempts - 1) * max_delay`` plus the HTTP
-    timeouts, which the caller's Lambda timeout must exceed (defaults: at most 3 * 8 s + 4 * 10 s = 64 s)."""
+    """How hard to try, as slack_sdk retry handlers: `attempts` calls in all, exponential backoff from `base_delay`
+    (lower when needed so that no wait exceeds `max_delay`), plus slack_sdk's jitter of up to 1 s. A Retry-After
+    beyond `max_delay` is not waited for here: the SlackError hands it to Lambda's asynchronous retry, minutes later.
+    The caller's Lambda timeout must exceed ``attempts * timeout + (attempts - 1) * (max_delay + 1 s)``."""
 
     attempts: int = 4
     base_delay: float = 1.0
     max_delay: float = 8.0
-    timeout: float = 10.0
+    timeout: int = 10
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based): Slack's Retry-After when given,
-        otherwise exponential backoff; never more than `max_delay`."""
-        wanted = retry_after if retry_after is not None else self.base_delay * 2 ** (attempt - 1)
-        return max(0.0, min(wanted, self.max_delay))
+    def handlers(self) -> list[RetryHandler]:
+        retries = max(0, self.attempts - 1)  # the handlers share one attempt counter, so this bounds them all
+        # slack_sdk waits factor * 2**n (plus jitter) before retry n + 1: the last of those waits must fit max_delay.
+        backoff = BackoffRetryIntervalCalculator(min(self.base_delay, self.max_delay / 2 ** max(0, retries - 1)))
+        return [
+            _RateLimitRetry(retries, self.max_delay),
+            ServerErrorRetryHandler(max_retry_count=retries, interval_calculator=backoff),
+            # Read timeouts too (TimeoutError): urllib wraps only connection failures in URLError.
+            ConnectionErrorRetryHandler(retries, backoff, error_types=[URLError, ConnectionError, TimeoutError]),
+        ]
+
+
+class _RateLimitRetry(RateLimitErrorRetryHandler):
+    """slack_sdk's rate-limit handler (it waits Retry-After, 1 s without one, plus jitter) for HTTP 429 and the Web
+    API's ``{"ok": false, "error": "ratelimited"}``, retrying only when that wait fits within `max_wait`."""
+
+    def __init__(self, max_retry_count: int, max_wait: float) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(self, *, response: HttpResponse | None = None, **_: Any) -> bool:
+        if response is None:
+            return False
+        limited = response.status_code == 429 or (response.body or {}).get("error") == "ratelimited"
+        retry_after = next((v[0] for k, v in response.headers.items() if k.lower() == "retry-after"), "1")
+        # Retry-After is whole seconds; slack_sdk cannot read anything else, so anything else is not retried here.
+        return limited and (int(retry_after) if retry_after.isdigit() else math.inf) <= self.max_wait
 
 
 def target_from_secret(secret: Mapping[str, Any]) -> SlackTarget:
@@ -111,7 +151,6 @@ def post_message(
     thread_ts: str | None = None,
     api_base: str = DEFAULT_API_BASE,
     retry: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Post one message and return Slack's answer (``{"ok": True, ...}``; a webhook answers ``{"ok": True}``).
 
@@ -119,49 +158,37 @@ def post_message(
     `channel` overrides the target's channel (bot tokens only; a webhook is bound to its channel).
     Raises :class:`SlackError` once Slack has refused the message or the retries are exhausted.
     """
-    payload: dict[str, Any] = {"text": truncate(text)}
-    if blocks:
-        payload["blocks"] = list(blocks)
-    if thread_ts:
-        payload["thread_ts"] = thread_ts
+    block_list = [dict(block) for block in blocks] if blocks else None
     if target.webhook_url:
-        return post_webhook(target.webhook_url, payload, retry=retry, sleep=sleep)
+        payload = {"text": truncate(text), "blocks": block_list, "thread_ts": thread_ts}
+        return post_webhook(target.webhook_url, payload, retry=retry)
     assert target.bot_token is not None  # guaranteed by SlackTarget.__post_init__
-    payload["channel"] = channel or target.channel
-    return call_api("chat.postMessage", target.bot_token, payload, api_base=api_base, retry=retry, sleep=sleep)
+    assert target.channel is not None
+    _check_url(api_base)
+    client = WebClient(token=target.bot_token, base_url=api_base, **_options(retry))
+    with _failures():
+        response = client.chat_postMessage(
+            channel=channel or target.channel, text=truncate(text), blocks=block_list, thread_ts=thread_ts
+        )
+    return response.data if isinstance(response.data, dict) else {"ok": True}
 
 
-def post_webhook(
-    url: str,
-    payload: Mapping[str, Any],
-    *,
-    retry: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """POST a JSON payload to an incoming webhook or an interaction ``response_url``.
+def post_webhook(url: str, payload: Mapping[str, Any], *, retry: RetryPolicy | None = None) -> dict[str, Any]:
+    """POST a JSON payload (None values left out) to an incoming webhook or an interaction ``response_url``.
 
-    Webhooks answer plain text (``ok`` or an error such as ``invalid_payload``) rather than JSON.
+    Webhooks answer plain text (``ok`` or an error such as ``invalid_payload``), a ``response_url`` answers JSON.
     """
-    return _send(url, payload, headers={}, retry=retry or RetryPolicy(), sleep=sleep)
-
-
-def call_api(
-    method: str,
-    token: str,
-    payload: Mapping[str, Any],
-    *,
-    api_base: str = DEFAULT_API_BASE,
-    retry: RetryPolicy | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """Call a Web API method (``chat.postMessage``, ``chat.update``, ``views.open``...) with a JSON body.
-
-    The Web API answers HTTP 200 with ``{"ok": false, "error": ...}`` on failure; that is raised as SlackError
-    (retried only when the error is ``ratelimited``).
-    """
-    url = f"{api_base.rstrip('/')}/{method}"
-    headers = {"Authorization": f"Bearer {token}"}
-    return _send(url, payload, headers=headers, retry=retry or RetryPolicy(), sleep=sleep)
+    _check_url(url)
+    with _failures():
+        response = WebhookClient(url, **_options(retry)).send_dict(dict(payload))
+    body = response.body.strip()
+    answer: dict[str, Any] = {"ok": True} if body == "ok" else {"error": body[:200]}
+    if body.startswith("{"):
+        with suppress(ValueError):
+            answer = json.loads(body)
+    if response.status_code == 200 and answer.get("ok") is True:
+        return answer
+    raise _refused(str(answer.get("error") or f"http_{response.status_code}"), response.status_code)
 
 
 def truncate(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -169,88 +196,25 @@ def truncate(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _send(
-    url: str,
-    payload: Mapping[str, Any],
-    *,
-    headers: Mapping[str, str],
-    retry: RetryPolicy,
-    sleep: Callable[[float], None],
-) -> dict[str, Any]:
-    _check_url(url)
-    body = json.dumps(payload).encode()
-    last: SlackError | None = None
-    for attempt in range(1, max(1, retry.attempts) + 1):
-        try:
-            return _send_once(url, body, headers, retry.timeout)
-        except _TransientError as exc:
-            last = SlackError(exc.error, status=exc.status, retryable=True)
-            if attempt < retry.attempts:
-                sleep(retry.delay(attempt, exc.retry_after))
-    assert last is not None
-    raise last
+def _options(retry: RetryPolicy | None) -> dict[str, Any]:
+    policy = retry or RetryPolicy()
+    return {"timeout": policy.timeout, "retry_handlers": policy.handlers(), "logger": _SDK_LOG}
 
 
-class _TransientError(Exception):
-    def __init__(self, error: str, status: int | None, retry_after: float | None = None) -> None:
-        super().__init__(error)
-        self.error = error
-        self.status = status
-        self.retry_after = retry_after
-
-
-def _send_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> dict[str, Any]:
-    request = urllib.request.Request(  # noqa: S310 - scheme checked by _check_url
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json; charset=utf-8", **headers},
-    )
+@contextmanager
+def _failures() -> Iterator[None]:
+    """Around one slack_sdk call (its retry handlers run inside it): what still fails becomes SlackError."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked
-            raw = response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        reason = _error_reason(raw) or f"http_{exc.code}"
-        if exc.code == 429:
-            raise _TransientError("ratelimited", exc.code, _retry_after(exc.headers.get("Retry-After"))) from exc
-        if exc.code >= 500:
-            raise _TransientError(reason, exc.code) from exc
-        raise SlackError(reason, status=exc.code) from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise _TransientError(f"network: {getattr(exc, 'reason', exc)}", None) from exc
-    answer = _parse_answer(raw)
-    if answer.get("ok") is not True:
-        error = str(answer.get("error") or "unknown_error")
-        if error == "ratelimited":
-            raise _TransientError(error, status)
-        raise SlackError(error, status=status)
-    return answer
+        yield
+    except SlackApiError as exc:
+        raise _refused(str(exc.response.get("error") or "unknown_error"), exc.response.status_code) from exc
+    except OSError as exc:  # URLError, refused connections, timeouts, once the connection handler gave up
+        raise _refused(f"network: {getattr(exc, 'reason', exc)}", None) from exc
 
 
-def _parse_answer(raw: bytes) -> dict[str, Any]:
-    text = raw.decode("utf-8", errors="replace").strip()
-    if text == "ok":  # incoming webhooks answer plain text
-        return {"ok": True}
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return {"ok": False, "error": text[:200] or "empty_response"}
-    return parsed if isinstance(parsed, dict) else {"ok": False, "error": "unexpected_response"}
-
-
-def _error_reason(raw: bytes) -> str | None:
-    answer = _parse_answer(raw)
-    error = answer.get("error")
-    return str(error) if error else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def _refused(error: str, status: int | None) -> SlackError:
+    transient = status is None or status == 429 or status >= 500 or error == "ratelimited"
+    return SlackError(error, status=status, retryable=transient)
 
 
 def _check_url(url: str) -> None:

@@ -2,18 +2,19 @@
 Access Analyzer findings, CIS and other CloudWatch alarms, the idle monitor, anything else as plain text) becomes one
 readable Slack message.
 
-Nothing is dropped silently. A failed Slack call is retried here (bounded backoff honouring Retry-After); if it
-still fails the invocation raises, so Lambda's asynchronous retries run and the event then lands in the function's
-on-failure destination (an SQS DLQ with an alarm on its depth). Formatting lives in
-:mod:`lambdas.slack_notify.logic`; posting in :mod:`lambdas.common.slack`.
+Nothing is dropped silently. A failed Slack call is retried here by slack_sdk's retry handlers (bounded backoff,
+Retry-After honoured up to MLBASE_SLACK_MAX_DELAY_SECONDS); if it still fails the invocation raises, so Lambda's
+asynchronous retries run and the event then lands in the function's on-failure destination (an SQS DLQ with an alarm
+on its depth). Formatting lives in :mod:`lambdas.slack_notify.logic`; posting in :mod:`lambdas.common.slack`.
 
 Environment variables:
     MLBASE_SLACK_SECRET_ARN          Secrets Manager secret holding ``{"webhook_url": ...}`` or
                                      ``{"bot_token": ..., "channel": ...}`` (required); read once per container
     MLBASE_SLACK_API_BASE            Slack Web API base URL (default https://slack.com/api)
     MLBASE_SLACK_MAX_ATTEMPTS        Slack calls per message before giving up, 1..10 (default 4)
-    MLBASE_SLACK_MAX_DELAY_SECONDS   longest wait between attempts, 0..60 (default 8); the function timeout
-                                     must exceed attempts * (10 s HTTP timeout) + (attempts - 1) * this
+    MLBASE_SLACK_MAX_DELAY_SECONDS   longest wait between attempts, 0..60 (default 8), plus up to 1 s of jitter;
+                                     the function timeout must exceed attempts * (10 s HTTP timeout)
+                                     + (attempts - 1) * (this + 1 s)
     MLBASE_ENDPOINT_URL              optional AWS endpoint override (a local AWS double in tests); unset in AWS
 IAM: secretsmanager:GetSecretValue on the secret (and kms:Decrypt if it uses a customer key);
 cloudtrail:LookupEvents, to name who changed a non-compliant security group (the message goes out without that line

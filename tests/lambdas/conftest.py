@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,16 @@ def _fresh_caches() -> Iterator[None]:
     aws._cached_client.cache_clear()
     yield
     secrets.clear()
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits of slack_sdk's retry handlers, recorded instead of slept and without their random jitter, so that
+    retry tests take no time and can assert each wait exactly."""
+    recorded: list[float] = []
+    monkeypatch.setattr(time, "sleep", recorded.append)
+    monkeypatch.setattr(random, "random", lambda: 0.0)
+    return recorded
 
 
 def http_event(

@@ -42,7 +42,6 @@ from lambdas.chatops.logic import (
     may_run,
     parse_command,
     parse_settings,
-    sign,
 )
 from lambdas.common import aws as common_aws
 from lambdas.common import secrets as common_secrets
@@ -63,14 +62,17 @@ TRIGGERS = itertools.count(1)  # Slack gives every slash command its own trigger
 # ---------------------------------------------------------------- signature
 
 
-def test_signature_matches_slack_sdk_both_ways() -> None:
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's v0 request signature, made by slack_sdk as Slack makes it."""
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
+    assert signature is not None
+    return signature
+
+
+def test_signature_made_by_slack_sdk_is_accepted() -> None:
     body = b"token=x&team_id=T1&user_id=UALICE&command=%2Fgpu&text=list"
     timestamp = str(int(time.time()))
-    verifier = SignatureVerifier(SIGNING_SECRET)
-    assert sign(SIGNING_SECRET, timestamp, body) == verifier.generate_signature(timestamp=timestamp, body=body)
-    assert verifier.is_valid(body=body, timestamp=timestamp, signature=sign(SIGNING_SECRET, timestamp, body))
-    theirs = verifier.generate_signature(timestamp=timestamp, body=body)
-    assert check_signature(SIGNING_SECRET, timestamp, theirs, body, time.time()) is None
+    assert check_signature(SIGNING_SECRET, timestamp, sign(SIGNING_SECRET, timestamp, body), body, time.time()) is None
 
 
 @pytest.mark.parametrize(
@@ -96,6 +98,36 @@ def test_check_signature(
     elif signature == "other-secret":
         signature = sign("another", timestamp or "0", body)
     assert check_signature(SIGNING_SECRET, timestamp, signature, body, 1_700_000_000 + now_offset) == expected
+
+
+@pytest.mark.parametrize(
+    ("now_offset", "expected"),
+    [
+        (0, None),
+        (JOB_MAX_AGE_SECONDS, None),
+        (JOB_MAX_AGE_SECONDS + 1, SignatureProblem.STALE),
+        (-300, None),
+        (-301, SignatureProblem.STALE),
+    ],
+)
+def test_job_window_allows_for_the_queue_but_not_the_future(now_offset: int, expected: SignatureProblem | None) -> None:
+    body = b"text=list"
+    signature = sign(SIGNING_SECRET, "1700000000", body)
+    now = 1_700_000_000 + now_offset
+    assert check_signature(SIGNING_SECRET, "1700000000", signature, body, now, max_age=JOB_MAX_AGE_SECONDS) == expected
+
+
+def test_job_window_still_checks_the_signature() -> None:
+    signature = sign("another", "1700000000", b"text=list")
+    now = 1_700_000_000 + JOB_MAX_AGE_SECONDS
+    problem = check_signature(SIGNING_SECRET, "1700000000", signature, b"text=list", now, max_age=JOB_MAX_AGE_SECONDS)
+    assert problem is SignatureProblem.FORGED
+
+
+def test_body_that_is_not_utf8_is_forged() -> None:
+    body = b"text=\xff\xfe"
+    problem = check_signature(SIGNING_SECRET, "1700000000", "v0=" + "0" * 64, body, 1_700_000_000)
+    assert problem is SignatureProblem.FORGED
 
 
 def test_signature_covers_the_body() -> None:
@@ -410,6 +442,12 @@ def test_base64_body_is_verified_on_the_decoded_bytes(chatops: Bot) -> None:
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["text"] == "Working on `/gpu list`…"
     assert len(chatops.invocations) == 1
+
+
+def test_base64_body_that_is_not_utf8_gets_401(chatops: Bot) -> None:
+    event = chatops.event("list", "UALICE")
+    event.update(body=base64.b64encode(b"text=\xff").decode(), isBase64Encoded=True)
+    assert bot.handler(event, chatops.context)["statusCode"] == 401
 
 
 def test_undecodable_base64_body_gets_400(chatops: Bot) -> None:

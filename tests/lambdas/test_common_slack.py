@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
@@ -10,14 +13,7 @@ from lambdas.common import slack
 from lambdas.common.slack import RetryPolicy, SlackError, SlackTarget, post_message
 from tests.conftest import REGION, LoopbackHandler, SlackServer, client, loopback_server
 
-FAST = RetryPolicy(attempts=3, base_delay=0.5, max_delay=2.0, timeout=5.0)
-
-
-class Sleeps(list[float]):
-    """Records the waits instead of sleeping, so retry tests take no time."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
+FAST = RetryPolicy(attempts=3, base_delay=0.5, max_delay=2.0, timeout=5)
 
 
 def test_webhook_post_sends_text_and_blocks(slack_server: SlackServer) -> None:
@@ -31,7 +27,7 @@ def test_webhook_post_sends_text_and_blocks(slack_server: SlackServer) -> None:
     [request] = slack_server.requests
     assert request.method == "POST"
     assert request.path == "/services/T/B/x"
-    assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert request.headers["Content-Type"].replace(" ", "") == "application/json;charset=utf-8"
     assert "Authorization" not in request.headers
     assert request.json() == {"text": "hi", "blocks": blocks}
 
@@ -54,55 +50,85 @@ def test_channel_argument_overrides_bot_default(slack_server: SlackServer) -> No
     assert slack_server.requests[0].json()["channel"] == "C2"
 
 
-def test_rate_limit_honours_retry_after_then_succeeds(slack_server: SlackServer) -> None:
+def test_rate_limit_without_retry_after_waits_a_second_then_succeeds(
+    slack_server: SlackServer, waits: list[float]
+) -> None:
     slack_server.responses.extend([(429, b"rate_limited"), (200, b"ok")])
-    sleeps = Sleeps()
-    # The local server cannot set Retry-After, so the backoff path is covered here and the header path below.
-    post_message(SlackTarget(webhook_url=slack_server.url), text="x", retry=FAST, sleep=sleeps)
+    # The local server sends no Retry-After: slack_sdk then waits 1 s (plus jitter); the header path is below.
+    post_message(SlackTarget(webhook_url=slack_server.url), text="x", retry=FAST)
     assert len(slack_server.requests) == 2
-    assert sleeps == [0.5]
+    assert waits == [1.0]
 
 
-def test_retry_after_header_is_honoured_and_capped() -> None:
-    policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
-    assert policy.delay(1, retry_after=3.0) == 3.0
-    assert policy.delay(1, retry_after=120.0) == 8.0
-    assert [policy.delay(n, None) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
-
-
-def test_retry_after_header_over_http(slack_server: SlackServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real 429 with a Retry-After header, served by a one-off handler on loopback."""
-    answers = [(429, {"Retry-After": "1.5"}, b""), (200, {}, b'{"ok": true}')]
+def scripted_server(answers: list[tuple[int, dict[str, str], bytes]], paths: list[str]) -> AbstractContextManager[str]:
+    """A one-off loopback server that serves `answers` in order (with their headers) and records request paths."""
 
     class Handler(LoopbackHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server names)
             self.body()
+            paths.append(self.path)
             status, headers, body = answers.pop(0)
             self.reply(status, body, headers)
 
-    with loopback_server(Handler) as url:
-        sleeps = Sleeps()
-        target = SlackTarget(webhook_url=f"{url}/hook")
-        assert post_message(target, text="x", retry=FAST, sleep=sleeps) == {"ok": True}
-        assert sleeps == [1.5]
+    return loopback_server(Handler)
 
 
-def test_server_errors_exhaust_attempts_and_raise(slack_server: SlackServer) -> None:
+def post_to(url: str, kind: str) -> dict[str, Any]:
+    """Post through the webhook client or through the Web API client, both pointed at `url`."""
+    if kind == "webhook":
+        return post_message(SlackTarget(webhook_url=f"{url}/hook"), text="x", retry=FAST)
+    return post_message(SlackTarget(bot_token="xoxb-t", channel="C1"), text="x", api_base=url, retry=FAST)
+
+
+@pytest.mark.parametrize("kind", ["webhook", "bot"])
+def test_retry_after_header_over_http(kind: str, waits: list[float]) -> None:
+    """A real 429 with a Retry-After header, served by a one-off handler on loopback."""
+    paths: list[str] = []
+    with scripted_server([(429, {"Retry-After": "2"}, b""), (200, {}, b'{"ok": true}')], paths) as url:
+        assert post_to(url, kind) == {"ok": True}
+    assert waits == [2.0]
+    assert len(paths) == 2
+
+
+@pytest.mark.parametrize("kind", ["webhook", "bot"])
+def test_retry_after_beyond_max_delay_is_left_to_lambda(kind: str, waits: list[float]) -> None:
+    """Slack asks for a longer wait than the function is sized for: raised at once, for Lambda's own retry."""
+    paths: list[str] = []
+    with (
+        scripted_server([(429, {"Retry-After": "120"}, b"rate_limited")], paths) as url,
+        pytest.raises(SlackError) as caught,
+    ):
+        post_to(url, kind)
+    assert (caught.value.status, caught.value.retryable) == (429, True)
+    assert waits == []
+    assert len(paths) == 1
+
+
+@pytest.mark.parametrize("kind", ["webhook", "bot"])
+def test_server_error_is_retried_with_backoff_then_succeeds(kind: str, waits: list[float]) -> None:
+    paths: list[str] = []
+    answers: list[tuple[int, dict[str, str], bytes]] = [(503, {}, b"unavailable"), (500, {}, b"oops")]
+    with scripted_server([*answers, (200, {}, b'{"ok": true}')], paths) as url:
+        assert post_to(url, kind) == {"ok": True}
+    assert waits == [0.5, 1.0]
+    assert paths == (["/hook"] if kind == "webhook" else ["/chat.postMessage"]) * 3
+
+
+def test_server_errors_exhaust_attempts_and_raise(slack_server: SlackServer, waits: list[float]) -> None:
     slack_server.responses.extend([(500, b"oops")] * 3)
-    sleeps = Sleeps()
     with pytest.raises(SlackError) as caught:
-        post_message(SlackTarget(webhook_url=slack_server.url), text="x", retry=FAST, sleep=sleeps)
+        post_message(SlackTarget(webhook_url=slack_server.url), text="x", retry=FAST)
     assert caught.value.retryable is True
     assert caught.value.status == 500
     assert caught.value.error == "oops"
     assert len(slack_server.requests) == 3
-    assert sleeps == [0.5, 1.0]
+    assert waits == [0.5, 1.0]
 
 
-def test_rejected_payload_raises_without_retry(slack_server: SlackServer) -> None:
+def test_rejected_payload_raises_without_retry(slack_server: SlackServer, waits: list[float]) -> None:
     slack_server.responses.append((400, b"invalid_payload"))
     with pytest.raises(SlackError, match=r"slack error: invalid_payload \(HTTP 400\)") as caught:
-        post_message(SlackTarget(webhook_url=slack_server.url), text="x", retry=FAST, sleep=Sleeps())
+        post_message(SlackTarget(webhook_url=slack_server.url), text="x", retry=FAST)
     assert caught.value.retryable is False
     assert len(slack_server.requests) == 1
 
@@ -114,20 +140,28 @@ def test_web_api_ok_false_raises_without_retry(slack_server: SlackServer) -> Non
     assert len(slack_server.requests) == 1
 
 
-def test_web_api_ratelimited_error_is_retried(slack_server: SlackServer) -> None:
+def test_web_api_ratelimited_error_is_retried(slack_server: SlackServer, waits: list[float]) -> None:
     slack_server.responses.extend([(200, b'{"ok": false, "error": "ratelimited"}'), (200, b'{"ok": true}')])
     target = SlackTarget(bot_token="xoxb-t", channel="C9")
-    assert post_message(target, text="x", api_base=slack_server.url, retry=FAST, sleep=Sleeps())["ok"] is True
+    assert post_message(target, text="x", api_base=slack_server.url, retry=FAST)["ok"] is True
     assert len(slack_server.requests) == 2
 
 
-def test_unreachable_server_is_retried_then_raised() -> None:
+def test_unreachable_server_is_retried_then_raised(waits: list[float]) -> None:
     # Port 9 on loopback refuses connections: a network failure without leaving the machine.
-    sleeps = Sleeps()
     with pytest.raises(SlackError, match="network") as caught:
-        post_message(SlackTarget(webhook_url="http://127.0.0.1:9/x"), text="x", retry=FAST, sleep=sleeps)
+        post_message(SlackTarget(webhook_url="http://127.0.0.1:9/x"), text="x", retry=FAST)
     assert caught.value.retryable is True
-    assert len(sleeps) == 2
+    assert len(waits) == 2
+
+
+def test_webhook_url_never_reaches_the_logs(waits: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    """slack_sdk logs the URL it retries at INFO; a webhook's URL is its credential."""
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(SlackError):
+        post_message(SlackTarget(webhook_url="http://127.0.0.1:9/services/T/B/secret"), text="x", retry=FAST)
+    assert caplog.records
+    assert "secret" not in caplog.text
 
 
 @pytest.mark.parametrize(

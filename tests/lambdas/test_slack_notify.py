@@ -278,8 +278,10 @@ def test_aws_text_cannot_inject_mentions_or_links() -> None:
 
 
 @pytest.fixture
-def configure(aws: str, monkeypatch: pytest.MonkeyPatch, slack_server: SlackServer) -> Iterator[Any]:
-    """Returns a function that stores a Slack secret in moto and points the handler at it."""
+def configure(
+    aws: str, monkeypatch: pytest.MonkeyPatch, slack_server: SlackServer, waits: list[float]
+) -> Iterator[Any]:
+    """Returns a function that stores a Slack secret in moto and points the handler at it (retry waits not slept)."""
 
     def make(secret: dict[str, str]) -> str:
         arn: str = client("secretsmanager", aws).create_secret(Name="mlbase/slack", SecretString=json.dumps(secret))[
@@ -288,7 +290,6 @@ def configure(aws: str, monkeypatch: pytest.MonkeyPatch, slack_server: SlackServ
         monkeypatch.setenv("MLBASE_SLACK_SECRET_ARN", arn)
         monkeypatch.setenv("MLBASE_SLACK_API_BASE", slack_server.url)
         monkeypatch.setenv("MLBASE_SLACK_MAX_ATTEMPTS", "3")
-        monkeypatch.setenv("MLBASE_SLACK_MAX_DELAY_SECONDS", "0.01")
         notify.settings.cache_clear()
         return arn
 
