@@ -1,11 +1,16 @@
-"""A customer-managed KMS key that CloudWatch Logs may use to encrypt log groups."""
+"""Customer-managed KMS keys that CloudWatch Logs may use to encrypt log groups."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+import jsii
+from aws_cdk import IAspect, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from constructs import Construct
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct, IConstruct
+
+STACK_LOGS_KEY_ID = "LogsKey"
 
 
 def logs_key(scope: Construct, id_: str, *, description: str) -> kms.Key:
@@ -28,3 +33,34 @@ def logs_key(scope: Construct, id_: str, *, description: str) -> kms.Key:
         )
     )
     return key
+
+
+def stack_logs_key(scope: Construct) -> kms.Key:
+    """The stack's one key for log groups that have none of their own (API access logs, library Lambdas' logs)."""
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child(STACK_LOGS_KEY_ID)
+    if isinstance(existing, kms.Key):
+        return existing
+    return logs_key(
+        stack,
+        STACK_LOGS_KEY_ID,
+        description="Encrypts this stack's log groups that have no key of their own: API access, aws-cdk-lib functions",
+    )
+
+
+@jsii.implements(IAspect)
+class EncryptedFunctionLogs:
+    """Encrypts, with the stack's logs key, every log group that aws-cdk-lib creates for a function by itself.
+
+    With `@aws-cdk/aws-lambda:useCdkManagedLogGroup` a function given no log group gets `/aws/lambda/<name>` as its
+    own child, unencrypted: the library's singletons are made that way (the AwsCustomResource provider, shared by all
+    AwsCustomResources of a stack). Keying the group they already have keeps its logical ID and needs no change where
+    they are used. The project's functions (PythonLambda) bring their own encrypted group.
+    """
+
+    def visit(self, node: IConstruct) -> None:
+        if not (isinstance(node, logs.LogGroup) and isinstance(node.node.scope, lambda_.Function)):
+            return
+        cfn = node.node.default_child
+        if isinstance(cfn, logs.CfnLogGroup) and cfn.kms_key_id is None:
+            cfn.kms_key_id = stack_logs_key(node).key_arn

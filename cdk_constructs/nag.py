@@ -27,7 +27,6 @@ def acknowledge_sdk_call_provider(stack: Stack, purpose: str) -> None:
         "NIST.800.53.R5-LambdaConcurrency",
         "NIST.800.53.R5-LambdaDLQ",
         "NIST.800.53.R5-LambdaInsideVPC",
-        "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
     ):
         acknowledge(provider, (rule, reason))
 

@@ -11,6 +11,7 @@ from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import Construct
 
 from cdk_constructs.lambda_concurrency import ReservedConcurrency
+from cdk_constructs.logs_key import EncryptedFunctionLogs
 from stacks.access import AccessStack
 from stacks.audit import ProductionAuditStack, ResearchAuditStack
 from stacks.config import Platform
@@ -30,6 +31,7 @@ class ProductionStage(Stage):
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
         Aspects.of(self).add(ReservedConcurrency(enabled=cfg.lambdas.reserved_concurrency))
+        Aspects.of(self).add(EncryptedFunctionLogs())
         if cfg.github is not None:
             self.delivery = DeliveryStack(self, "Delivery", github=cfg.github, account="production")
         self.audit = ProductionAuditStack(self, "Audit", cfg=cfg)
@@ -55,6 +57,7 @@ class ResearchStage(Stage):
         super().__init__(scope, id_, env=Environment(account=account.account_id, region=account.region))
         cfg = platform.config
         Aspects.of(self).add(ReservedConcurrency(enabled=cfg.lambdas.reserved_concurrency))
+        Aspects.of(self).add(EncryptedFunctionLogs())
         if cfg.github is not None:
             self.delivery = DeliveryStack(self, "Delivery", github=cfg.github, account="research")
         self.access = AccessStack(self, "Access", platform=platform)

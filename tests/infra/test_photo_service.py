@@ -179,6 +179,32 @@ def test_api_routes_are_authorized_with_iam(t: dict[str, Any]) -> None:
     assert all(r["AuthorizationType"] == "AWS_IAM" for r in routes.values())
 
 
+def logs_key_of(t: dict[str, Any], group: dict[str, Any]) -> str:
+    """The logical ID of the group's key, which must let CloudWatch Logs in this region use it."""
+    key_id: str = group["KmsKeyId"]["Fn::GetAtt"][0]
+    policy = resources_of(t, "AWS::KMS::Key")[key_id]["Properties"]["KeyPolicy"]
+    assert "logs.ap-northeast-1.amazonaws.com" in json.dumps(policy)
+    return key_id
+
+
+def test_api_access_logs_holding_source_ips_use_the_stacks_logs_key(t: dict[str, Any]) -> None:
+    stage = one(t, "AWS::ApiGatewayV2::Stage")
+    assert json.loads(stage["AccessLogSettings"]["Format"])["ip"] == "$context.identity.sourceIp"
+    group_id = stage["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert logs_key_of(t, resources_of(t, "AWS::Logs::LogGroup")[group_id]["Properties"]).startswith("LogsKey")
+
+
+def test_log_groups_aws_cdk_lib_makes_for_its_functions_use_the_stacks_logs_key(t: dict[str, Any]) -> None:
+    # The AwsCustomResource provider gets `/aws/lambda/<name>` by itself (useCdkManagedLogGroup).
+    library = [
+        r["Properties"]
+        for r in resources_of(t, "AWS::Logs::LogGroup").values()
+        if "/aws/lambda/" in json.dumps(r["Properties"].get("LogGroupName"))
+    ]
+    assert library
+    assert all(logs_key_of(t, group).startswith("LogsKey") for group in library)
+
+
 def test_stateful_logical_ids_are_pinned(t: dict[str, Any]) -> None:
     assert "UploadsBucketC4B27CC7" in resources_of(t, "AWS::S3::Bucket")
     assert list(resources_of(t, "AWS::DynamoDB::Table")) == ["ResultsTableF0B5BF22"]
