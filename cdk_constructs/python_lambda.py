@@ -15,6 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from cdk_constructs.logs_key import logs_key
@@ -22,8 +23,12 @@ from cdk_constructs.nag import acknowledge
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
-# Powertools for AWS Lambda (Python) v3, the public layer AWS publishes per region; pinned so templates are stable.
-POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:27"
+# Powertools for AWS Lambda (Python) v3, from the public layer AWS publishes per region and release. Layer versions are
+# a counter per region, not the release, so the ARN is read at deploy time from the public SSM parameter Powertools
+# keeps for each release, `/aws/service/powertools/python/{arch}/{python_version}/{version}` (Powertools docs,
+# "Lambda layers"). The release is the library the tests run (worker/requirements.txt; tests/test_dependencies.py).
+POWERTOOLS_VERSION = "3.37.0"
+POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/arm64/{RUNTIME.name}/{POWERTOOLS_VERSION}"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
 _STAGING = Path(tempfile.gettempdir()) / "mlbase-lambda-staging"
 
@@ -82,7 +87,7 @@ def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVers
         description="mlbase shared Lambda code (lambdas/common) and slack_sdk",
     )
     powertools = lambda_.LayerVersion.from_layer_version_arn(
-        stack, "PowertoolsLayer", POWERTOOLS_LAYER.format(region=stack.region)
+        stack, "PowertoolsLayer", ssm.StringParameter.value_for_string_parameter(stack, POWERTOOLS_LAYER_PARAMETER)
     )
     key = logs_key(stack, "LambdaLogsKey", description="Encrypts the log groups of this stack's Lambda functions")
     return common, powertools, key

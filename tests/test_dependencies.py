@@ -132,10 +132,11 @@ def test_the_image_torch_is_the_torch_the_worker_is_tested_with() -> None:
     assert torchvision.__version__.endswith("+cu130")
 
 
-def test_the_lambda_runtime_and_layer_match_the_pins() -> None:
-    # The Lambdas import Powertools from AWS's public layer, the tests from the locked library: the layer version is
-    # the one AWS published for exactly the pinned release.
-    layer_version = int(python_lambda.POWERTOOLS_LAYER.rsplit(":", 1)[1])
-    library = lock(WORKER)["aws-lambda-powertools"][0]
-    assert python_lambda.POWERTOOLS_LAYER_FOR_LIBRARY[library] == layer_version
-    assert f"python{python_lambda.RUNTIME.name.removeprefix('python').replace('.', '')}" in python_lambda.POWERTOOLS_LAYER
+def test_the_lambdas_powertools_layer_is_the_release_the_tests_run() -> None:
+    # The Lambdas import Powertools from AWS's public layer, the tests from the locked library: the template reads the
+    # layer of exactly the pinned release, for the functions' runtime and architecture.
+    assert lock(WORKER)["aws-lambda-powertools"][0] == python_lambda.POWERTOOLS_VERSION
+    assert (
+        f"/aws/service/powertools/python/arm64/{python_lambda.RUNTIME.name}/{python_lambda.POWERTOOLS_VERSION}"
+    ) == python_lambda.POWERTOOLS_LAYER_PARAMETER
+    assert python_lambda.RUNTIME.name == "python3.13"

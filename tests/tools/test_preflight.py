@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from moto.ssm.models import Parameter, ssm_backends
 
+from cdk_constructs.python_lambda import POWERTOOLS_LAYER_PARAMETER
 from stacks.config import load_platform
 from tests.conftest import REGION, LoopbackHandler, loopback_server
 from tests.infra.conftest import synth_variant
@@ -86,9 +89,19 @@ def _bootstrap(endpoint: str, creds: dict[str, str], account: str, trusted: str)
         )
 
 
+def _powertools_layer(account: str) -> None:
+    """AWS's public parameter that names the pinned Powertools release's layer. moto refuses `/aws/` names through its
+    API, as AWS does, so the stand-in goes straight into moto's backend (the server runs in this process)."""
+    arn = f"arn:aws:lambda:{REGION}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:40"
+    ssm_backends[account][REGION]._parameters[POWERTOOLS_LAYER_PARAMETER].append(
+        Parameter(account, POWERTOOLS_LAYER_PARAMETER, arn, "String", None, None, None, datetime.now(UTC), 1, "text")
+    )
+
+
 def ready_research(endpoint: str, creds: dict[str, str]) -> None:
     """A research account ready for its first deploy."""
     _bootstrap(endpoint, creds, RESEARCH, PROD)
+    _powertools_layer(RESEARCH)
     secrets = _client(endpoint, creds, "secretsmanager")
     secrets.create_secret(Name="mlbase/slack", SecretString='{"webhook_url": "https://hooks.slack.invalid/x"}')
     secrets.create_secret(Name="mlbase/slack-signing", SecretString="signing")
@@ -170,6 +183,7 @@ def test_a_ready_research_account_passes(
     assert "nothing reserved" in _line(lines, f"({LAMBDA})")
     for name in AMI_PARAMETERS:
         assert "resolves to ami-0123456789abcdef0" in _line(lines, f"SSM parameter {name}")
+    assert "layer:AWSLambdaPowertoolsPythonV3-python313-arm64:40" in _line(lines, POWERTOOLS_LAYER_PARAMETER)
     assert "Research-Audit creates it" in _line(lines, "Config recorder in ap-northeast-1")
 
 
@@ -282,6 +296,10 @@ def test_an_unbootstrapped_production_account_without_the_pinned_gpu_ami(
     assert ecs.startswith("missing ")
     assert "capacity.ami_ssm_parameter" in ecs
     assert _line(lines, "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64").startswith("ok ")
+    # Nor does it know the pinned Powertools release's layer: named with what to pin instead.
+    powertools = _line(lines, POWERTOOLS_LAYER_PARAMETER)
+    assert powertools.startswith("missing ")
+    assert "POWERTOOLS_VERSION in cdk_constructs/python_lambda.py" in powertools
     # food-photo: 26 hosts at most, 1 + 25% of the other 25 on demand (8, rounded up), the rest spot (18),
     # 4 vCPUs each.
     assert "64 >= 32" in _line(lines, f"quota on-demand G and VT vCPUs ({G_ON_DEMAND})")
@@ -405,7 +423,7 @@ def test_needs_of_the_research_account_come_from_its_templates(cloud_assembly: P
     platform = load_platform()
     need = account_needs(read_assembly(cloud_assembly), deploy_plan(platform), "research", RESEARCH, PROD)
     assert [s.name for s in need.secrets] == ["mlbase/slack", "mlbase/slack-signing"]
-    assert [p.name for p in need.parameters] == list(AMI_PARAMETERS)
+    assert [p.name for p in need.parameters] == [POWERTOOLS_LAYER_PARAMETER, *AMI_PARAMETERS]
     assert need.bootstrap == {REGION: (f"/cdk-bootstrap/{QUALIFIER}/version", 6)}
     assert need.trusted_roles == tuple(
         sorted(f"arn:aws:iam::{RESEARCH}:role/cdk-{QUALIFIER}-{r}-{RESEARCH}-{REGION}" for r in BOOTSTRAP_ROLES)

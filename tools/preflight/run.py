@@ -22,6 +22,9 @@ from tools.preflight.needs import (
     vcpus_needed,
 )
 
+# Where Powertools publishes the layer ARN of each release (cdk_constructs/python_lambda.py reads it at deploy time).
+POWERTOOLS_PARAMETERS = "/aws/service/powertools/"
+
 T = TypeVar("T")
 # Error codes that mean "it is not there" rather than "we could not look".
 ABSENT = frozenset(
@@ -164,7 +167,14 @@ def _parameters(account: Account, need: AccountNeeds, plan: Plan) -> list[Result
         if isinstance(found, Result):
             out.append(found)
             continue
-        if item.name.startswith(AWS_PUBLIC_PARAMETERS):
+        if item.name.startswith(POWERTOOLS_PARAMETERS):
+            parent = item.name.rsplit("/", 1)[0]
+            fix = (
+                f"AWS has not published that Powertools release's layer here; pin one it has (aws ssm"
+                f" get-parameters-by-path --path {parent} --region {item.region}): POWERTOOLS_VERSION in"
+                " cdk_constructs/python_lambda.py and aws-lambda-powertools in worker/requirements.in, then `make lock`"
+            )
+        elif item.name.startswith(AWS_PUBLIC_PARAMETERS):
             parent = item.name.rsplit("/", 2)[0]
             fix = (
                 f"pin a release that exists (aws ssm get-parameters-by-path --path {parent} --region {item.region})"
