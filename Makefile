@@ -29,12 +29,19 @@ $(STAMP)/venv: requirements-dev.txt $(STAMP)/venv-synth
 	$(PIP_INSTALL) -r requirements-dev.txt
 	@touch $@
 
+# checkov in its own environment: its dependencies would move the project's pins (tests/infra/test_checkov.py).
+$(STAMP)/venv-checkov: tools/checkov/requirements.txt
+	@mkdir -p $(STAMP)
+	@test -x .venv-checkov/bin/python || python3 -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r tools/checkov/requirements.txt
+	@touch $@
+
 $(STAMP)/npm: package.json package-lock.json
 	@mkdir -p $(STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-deps: $(STAMP)/venv $(STAMP)/npm ## install Python and npm dependencies
+deps: $(STAMP)/venv $(STAMP)/venv-checkov $(STAMP)/npm ## install Python and npm dependencies
 
 synth-deps: $(STAMP)/venv-synth $(STAMP)/npm
 
@@ -91,10 +98,11 @@ preflight: synth ## read-only check of one account before deploying (PROFILE=pro
 # is written into the locks.
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
 	--no-emit-find-links --no-emit-trusted-host $(if $(UPGRADE),--upgrade,)
-lock: $(STAMP)/venv ## compile the .in files into the hash locks requirements{,-dev}.txt, worker/requirements.txt (UPGRADE=1)
+lock: $(STAMP)/venv ## compile each .in file into the hash lock beside it (.txt); UPGRADE=1 takes newer releases
 	$(PIP_COMPILE) -o requirements.txt requirements.in
 	$(PIP_COMPILE) -o worker/requirements.txt worker/requirements.in
 	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) -o tools/checkov/requirements.txt tools/checkov/requirements.in
 
 clean: ## remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

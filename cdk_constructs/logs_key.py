@@ -36,7 +36,7 @@ def logs_key(scope: Construct, id_: str, *, description: str) -> kms.Key:
 
 
 def stack_logs_key(scope: Construct) -> kms.Key:
-    """The stack's one key for log groups that have none of their own (API access logs, library Lambdas' logs)."""
+    """The stack's one key for its log groups: the project's functions, API access logs, aws-cdk-lib's functions."""
     stack = Stack.of(scope)
     existing = stack.node.try_find_child(STACK_LOGS_KEY_ID)
     if isinstance(existing, kms.Key):
@@ -44,7 +44,7 @@ def stack_logs_key(scope: Construct) -> kms.Key:
     return logs_key(
         stack,
         STACK_LOGS_KEY_ID,
-        description="Encrypts this stack's log groups that have no key of their own: API access, aws-cdk-lib functions",
+        description="Encrypts this stack's log groups: Lambda functions (its own and aws-cdk-lib's), API access logs",
     )
 
 

@@ -18,7 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from cdk_constructs.logs_key import logs_key
+from cdk_constructs.logs_key import stack_logs_key
 from cdk_constructs.nag import acknowledge
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
@@ -75,7 +75,7 @@ def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVers
     if isinstance(existing, Construct):
         common = stack.node.find_child("LambdaCommonLayer")
         powertools = stack.node.find_child("PowertoolsLayer")
-        key = stack.node.find_child("LambdaLogsKey")
+        key = stack_logs_key(stack)
         return common, powertools, key  # type: ignore[return-value]
     Construct(stack, "LambdaCommon")
     common = lambda_.LayerVersion(
@@ -89,7 +89,7 @@ def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVers
     powertools = lambda_.LayerVersion.from_layer_version_arn(
         stack, "PowertoolsLayer", ssm.StringParameter.value_for_string_parameter(stack, POWERTOOLS_LAYER_PARAMETER)
     )
-    key = logs_key(stack, "LambdaLogsKey", description="Encrypts the log groups of this stack's Lambda functions")
+    key = stack_logs_key(stack)
     return common, powertools, key
 
 
@@ -97,10 +97,12 @@ class PythonLambda(Construct):
     """One function from `lambdas/<name>/` (handler `lambdas.<name>.handler.handler`), arm64, Powertools layer.
 
     Logs go to a KMS-encrypted log group with the given retention. Reserved concurrency bounds what a flood of events
-    can cost. `dead_letter_queue` catches failed asynchronous invocations; `vpc` places the function in private
-    subnets when it must reach VPC resources. The role's policy comes from CDK grants on the resources it uses;
-    `unscoped_actions` names the actions the caller grants on * (they support no resource-level scoping), so that the
-    acknowledgement of that wildcard says exactly what it covers.
+    can cost. `dead_letter_queue` catches failed asynchronous invocations; without one, `no_dead_letter_reason` must
+    say how the function is invoked and where a failure shows instead. `vpc` places the function in private subnets
+    when it must reach VPC resources; `calls_slack` says whether it also reaches Slack (the reason it stays out).
+    The role's policy comes from CDK grants on the resources it uses; `unscoped_actions` names the actions the caller
+    grants on * (they support no resource-level scoping), so that the acknowledgement of that wildcard says exactly
+    what it covers.
     """
 
     def __init__(
@@ -119,8 +121,12 @@ class PythonLambda(Construct):
         vpc: ec2.IVpc | None = None,
         function_name: str | None = None,
         unscoped_actions: Sequence[str] = (),
+        no_dead_letter_reason: str | None = None,
+        calls_slack: bool = False,
     ) -> None:
         super().__init__(scope, id_)
+        if (dead_letter_queue is None) == (no_dead_letter_reason is None):
+            raise ValueError(f"{id_}: give a dead_letter_queue, or the no_dead_letter_reason why it needs none")
         source = LAMBDAS_DIR / name
         if not (source / "handler.py").is_file():
             raise ValueError(f"{source}/handler.py does not exist; a Lambda lives in lambdas/<name>/handler.py")
@@ -189,14 +195,9 @@ class PythonLambda(Construct):
                 self.function,
                 (
                     "NIST.800.53.R5-LambdaInsideVPC",
-                    "Calls only AWS APIs and Slack over TLS; a VPC would add NAT cost and no control.",
+                    f"Calls only AWS APIs{' and Slack' if calls_slack else ''} over TLS; a VPC would add NAT cost"
+                    " and no control.",
                 ),
             )
-        if dead_letter_queue is None:
-            acknowledge(
-                self.function,
-                (
-                    "NIST.800.53.R5-LambdaDLQ",
-                    "Invoked synchronously (API or Config); failures return to the caller, nothing is queued.",
-                ),
-            )
+        if no_dead_letter_reason is not None:
+            acknowledge(self.function, ("NIST.800.53.R5-LambdaDLQ", no_dead_letter_reason))

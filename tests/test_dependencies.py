@@ -3,7 +3,8 @@ to it, and everything the Makefile and the worker image install comes from those
 
 - synth: `requirements.in` -> `requirements.txt`, all `make synth` installs (no torch, no test tools);
 - worker: `worker/requirements.in` -> `worker/requirements.txt`, what the image installs and the tests run with;
-- test: `requirements-dev.in` -> `requirements-dev.txt`, both sets plus the test tools, at the same versions.
+- test: `requirements-dev.in` -> `requirements-dev.txt`, both sets plus the test tools, at the same versions;
+- checkov: `tools/checkov/requirements.in` -> `.txt`, its own environment (`.venv-checkov/`).
 
 These tests catch an `.in` edited without `make lock`, a lock entry without hashes, two versions of one package across
 the locks, a test environment that is not the lock, and an image whose torch is not the one the tests ran.
@@ -24,7 +25,8 @@ from cdk_constructs import python_lambda
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTH, WORKER, DEV = REPO / "requirements", REPO / "worker" / "requirements", REPO / "requirements-dev"
-SETS = {"synth": SYNTH, "worker": WORKER, "test": DEV}
+CHECKOV = REPO / "tools" / "checkov" / "requirements"
+SETS = {"synth": SYNTH, "worker": WORKER, "test": DEV, "checkov": CHECKOV}
 
 _LOCK_ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)")
 

@@ -1,7 +1,7 @@
 """checkov over every synthesized template: each failed check is fixed, or judged in `checkov_skips.yaml`.
 
 checkov runs once, offline, from its own virtual environment (`.venv-checkov`, installed from
-tools/checkov/requirements.lock: its dependencies clash with the project's pins).
+tools/checkov/requirements.txt: its dependencies clash with the project's pins).
 """
 
 from __future__ import annotations
