@@ -116,6 +116,7 @@ class Notifications(Construct):
             },
             timeout=NOTIFIER_TIMEOUT,
             reserved_concurrency=2,
+            calls_slack=True,
             dead_letter_queue=self.dead_letter_queue,
             unscoped_actions=["cloudtrail:LookupEvents"],
         )

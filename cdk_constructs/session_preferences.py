@@ -45,6 +45,10 @@ class SessionPreferences(Construct):
             description="Creates or adopts the account's Session Manager preferences document (deploy time only)",
             timeout=Duration.seconds(60),
             reserved_concurrency=1,
+            no_dead_letter_reason=(
+                "CloudFormation invokes it as a custom resource and waits for its answer: a failure fails the deploy,"
+                " which reports it; a queued event would have no reader."
+            ),
         )
         applier.function.add_to_role_policy(
             iam.PolicyStatement(

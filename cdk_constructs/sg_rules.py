@@ -137,6 +137,10 @@ class SecurityGroupRules(Construct):
             timeout=Duration.minutes(5),
             reserved_concurrency=2,
             unscoped_actions=EVALUATOR_READS,
+            no_dead_letter_reason=(
+                "AWS Config invokes it for each evaluation; a failed evaluation shows as the rule's error in Config"
+                " and runs again on the next change or periodic run."
+            ),
         )
         # Describe* and GetManagedPrefixListEntries on lists other accounts share support no useful scoping.
         reads = list(EVALUATOR_READS)

@@ -134,6 +134,7 @@ class WorkbenchStack(ZonedStack):
             "IdleMonitor",
             name="idle_monitor",
             description="Warns researchers in Slack about idle GPU instances; optionally stops them",
+            calls_slack=True,
             environment={
                 "MLBASE_SLACK_SECRET_ARN": slack_secret.secret_arn,
                 "MLBASE_ROSTER": roster,
@@ -259,6 +260,11 @@ class WorkbenchStack(ZonedStack):
             timeout=Duration.seconds(60),
             reserved_concurrency=10,
             unscoped_actions=["ec2:DescribeInstances"],
+            calls_slack=True,
+            no_dead_letter_reason=(
+                "Invoked asynchronously by the bot with an on-failure destination (the job-failures queue, alarmed),"
+                " which keeps the failed event with its error, more than a dead-letter queue would."
+            ),
         )
         jobs = self.jobs.function
         # No retries: an EC2 action is not repeated behind the caller's back, and the caller hears of one failure
@@ -303,6 +309,10 @@ class WorkbenchStack(ZonedStack):
             environment={**common_env, "MLBASE_JOBS_FUNCTION": jobs.function_arn},
             timeout=Duration.seconds(10),
             reserved_concurrency=10,
+            calls_slack=True,
+            no_dead_letter_reason=(
+                "Invoked synchronously by API Gateway for Slack's slash command; Slack shows a failure to the user."
+            ),
         )
         bot = self.bot.function
         signing_secret.grant_read(bot)
