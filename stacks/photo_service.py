@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import CfnOutput, CfnResource, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sns as sns
@@ -138,7 +139,7 @@ class PhotoServiceStack(ZonedStack):
             self.workers[worker.name] = service
             CfnOutput(self, f"{service.node.id}QueueUrl", value=service.queue.queue_url)
 
-        handler = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")
+        handler = _bucket_notifications_handler(self)
         if handler is not None:
             acknowledge(
                 handler,
@@ -153,3 +154,21 @@ class PhotoServiceStack(ZonedStack):
             )
         CfnOutput(self, "ApiUrl", value=self.api.url or "", description="Upload and results API base URL")
         CfnOutput(self, "ResultsTopicArn", value=self.results_topic.topic_arn)
+
+
+def _bucket_notifications_handler(scope: Construct) -> Construct | None:
+    """The function aws-cdk-lib adds to a stack to set bucket notifications at deploy time, found by type.
+
+    It is the only function written as a plain `AWS::Lambda::Function` CfnResource instead of `lambda.Function`; its
+    construct ID is an internal of aws-cdk-lib, so it is not looked up by name.
+    """
+    found = [
+        node.node.scope
+        for node in scope.node.find_all()
+        if isinstance(node, CfnResource)
+        and not isinstance(node, lambda_.CfnFunction)
+        and node.cfn_resource_type == "AWS::Lambda::Function"
+    ]
+    if len(found) > 1:
+        raise ValueError(f"expected at most one bucket-notifications handler, found {len(found)}")
+    return found[0] if found and isinstance(found[0], Construct) else None
