@@ -134,10 +134,11 @@ class Bastion(Construct):
             self.policy,
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                "Granted on * because they support no resource-level permissions, the SSM agent's minimum"
-                " (AmazonSSMManagedInstanceCore less its parameter, document and S3 access): "
+                "The SSM agent's minimum (AmazonSSMManagedInstanceCore less its parameter, document and S3 access): "
                 + ", ".join(SSM_AGENT)
-                + ".",
+                + ". The ssmmessages and ec2messages actions support no resource scoping; ssm:UpdateInstanceInformation"
+                " could name the bastion's instance, which does not exist yet when its role is made (the role is"
+                " in the instance's profile), and it only reports this instance's own agent status.",
             ),
         )
 

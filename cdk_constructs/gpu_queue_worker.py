@@ -164,9 +164,10 @@ class GpuQueueWorker(Construct):
             ("AwsSolutions-IAM5[Action::ecs:Submit*]", "ECS agent reports task and container state changes."),
             (
                 "AwsSolutions-IAM5[Resource::*]",
-                "Granted on * because they support no resource-level scoping: ecs:DiscoverPollEndpoint, ecs:Poll,"
-                " ecs:StartTelemetrySession, ecr:GetAuthorizationToken, logs:CreateLogStream, logs:PutLogEvents,"
-                " cloudwatch:PutMetricData (the last bound to the CWAgent namespace by condition).",
+                "ecs:DiscoverPollEndpoint, ecs:Poll, ecs:StartTelemetrySession, ecr:GetAuthorizationToken and"
+                " cloudwatch:PutMetricData (bound to the CWAgent namespace by condition) support no resource scoping;"
+                " logs:CreateLogStream and logs:PutLogEvents could be scoped to log groups, but aws-cdk-lib's ECS"
+                " container-instance policy writes them on * itself.",
             ),
         )
         launch_template = ec2.LaunchTemplate(
