@@ -21,7 +21,10 @@ def acknowledge_sdk_call_provider(stack: Stack, purpose: str) -> None:
     provider = stack.node.try_find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
     if provider is None:
         return
-    reason = f"aws-cdk-lib's AwsCustomResource provider: runs only during deployment to {purpose}."
+    reason = (
+        "aws-cdk-lib's AwsCustomResource provider: CloudFormation invokes it for this stack's custom resources, only"
+        f" during deployment, to {purpose}; a failure fails the deploy."
+    )
     for rule in (
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
         "NIST.800.53.R5-LambdaConcurrency",

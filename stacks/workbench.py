@@ -309,7 +309,6 @@ class WorkbenchStack(ZonedStack):
             environment={**common_env, "MLBASE_JOBS_FUNCTION": jobs.function_arn},
             timeout=Duration.seconds(10),
             reserved_concurrency=10,
-            calls_slack=True,
             no_dead_letter_reason=(
                 "Invoked synchronously by API Gateway for Slack's slash command; Slack shows a failure to the user."
             ),

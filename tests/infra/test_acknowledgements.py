@@ -121,3 +121,55 @@ def test_wildcard_resource_acknowledgements_name_every_action_they_cover(
                         if action not in reason:
                             unnamed.append(f"{path}: {action}")
     assert not unnamed, "actions on * that their acknowledgement does not name:\n" + "\n".join(sorted(set(unnamed)))
+
+
+# How a function without a dead-letter queue is invoked, as its acknowledgement states it, and the resource that makes
+# that true in the template: a reason naming an invocation the template does not have fails.
+_INVOCATIONS = {
+    "API Gateway": lambda r, fn: (
+        r["Type"] == "AWS::Lambda::Permission"
+        and r["Properties"].get("Principal") == "apigateway.amazonaws.com"
+        and fn in json.dumps(r["Properties"].get("FunctionName"))
+    ),
+    "custom resource": lambda r, fn: (
+        (r["Type"].startswith("Custom::") or r["Type"] == "AWS::CloudFormation::CustomResource")
+        and fn in json.dumps(r["Properties"].get("ServiceToken"))
+    ),
+    "AWS Config": lambda r, fn: (
+        r["Type"] == "AWS::Config::ConfigRule"
+        and fn in json.dumps(r["Properties"].get("Source", {}).get("SourceIdentifier"))
+    ),
+    "on-failure destination": lambda r, fn: (
+        r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and fn in json.dumps(r["Properties"].get("FunctionName"))
+        and "OnFailure" in r["Properties"].get("DestinationConfig", {})
+    ),
+}
+
+
+def test_dead_letter_acknowledgements_name_how_the_function_is_really_invoked(
+    unacknowledged: tuple[list[Ack], list[Finding]], unacknowledged_outdir: Path
+) -> None:
+    from tests.policy.assembly import Assembly
+
+    acks, _ = unacknowledged
+    assembly = Assembly(unacknowledged_outdir)
+    wrong: list[str] = []
+    checked = 0
+    for path, rule, reason in acks:
+        if rule != "NIST.800.53.R5-LambdaDLQ":
+            continue
+        named = [invocation for invocation in _INVOCATIONS if invocation in reason]
+        if len(named) != 1:
+            wrong.append(f"{path}: the reason names {len(named)} known invocations ({reason!r})")
+            continue
+        for info in assembly.stacks.values():
+            function = info.logical_ids.get(f"{path}/Resource")
+            if function is None:
+                continue
+            checked += 1
+            resources = info.template["Resources"].values()
+            if not any(_INVOCATIONS[named[0]](resource, f'"{function}"') for resource in resources):
+                wrong.append(f"{path}: says {named[0]!r}, but no such invocation of {function} is in its template")
+    assert checked > 0
+    assert not wrong, "\n".join(wrong)
