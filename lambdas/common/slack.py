@@ -9,7 +9,7 @@ Typical use::
 
     from lambdas.common.slack import load_target, post_message
 
-    target = load_target(os.environ["MLBASE_SLACK_SECRET_ARN"])  # cached for the container's life
+    target = load_target(os.environ["MLBASE_SLACK_SECRET_ARN"])  # cached for SECRET_MAX_AGE (picks up rotation)
     post_message(target, text="GPU instance i-0abc idle for 2 h", blocks=[...])
 
 Failures never pass silently. slack_sdk's retry handlers retry rate limits (HTTP 429, waiting Retry-After), HTTP
