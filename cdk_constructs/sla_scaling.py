@@ -1,16 +1,16 @@
 """The SLA-driven scaling policy of a GPU queue worker, as plain numbers the CDK construct turns into resources.
 
 `derive_policy(worker)` reads one worker definition (`config/workers/<name>.yaml`) and returns a frozen
-`ScalingPolicy`: everything Application Auto Scaling and CloudWatch need, and nothing else. The construct deploys it
-and `python -m tools.scaling_sim` replays traffic against the very same object, so the policy simulated is the
-policy deployed. This module imports no CDK so both can use it.
+`ScalingPolicy`: everything Application Auto Scaling, EC2 Auto Scaling and CloudWatch need, and nothing else. The
+construct deploys it and `python -m tools.scaling_sim` replays traffic against the very same object, so the policy
+simulated is the policy deployed. This module imports no CDK so both can use it.
 
 Formula (all times in seconds, S = sla_minutes * 60, mu = images_per_second_per_task, P = metric period = 60):
 
     reaction    = metric_delay + 3 * P + instance_launch + image_pull + task_start
                   (SQS metrics arrive late, target tracking's high alarm needs 3 datapoints, then a host boots,
                   pulls the image and starts the task: the time from "too few tasks" to "a new task works")
-    acceptable  = max(TARGET_SHARE * S - reaction, P)
+    acceptable  = max(share * S - reaction, P)      share = SLA_WAKE_TARGET_SHARE (wake: sla), else TARGET_SHARE
     target      = max(mu * acceptable, batch_size)            messages of backlog per task
 
 Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, max = max_tasks):
@@ -19,7 +19,8 @@ Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, 
    just short of the arrival rate the backlog settles at `target` per task, so a photo waits about `acceptable`
    seconds and every task is busy: the cheapest fleet that keeps the SLA. The denominator is the *desired*
    task count (Container Insights), not the running count: tasks take `reaction` seconds to start, and dividing
-   by the running count would keep asking for more while the first ones boot. Its own scale-in is disabled:
+   by the running count would keep asking for more while the first ones boot. A datapoint with no task desired
+   reads 0 (leaving zero is the wake policy's job). Its own scale-in is disabled:
    target tracking computes ceil(desired * metric / target), which drops to zero whenever the queue is empty
    for 15 minutes; scale-in is the job of policies 4 and 5.
 2. `age-guard` step scaling on ApproximateAgeOfOldestMessage (Maximum, 1 minute, 2 of 2 datapoints): when the
@@ -37,15 +38,17 @@ Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, 
    - `wake: immediate`: on the first visible message (visible >= 1).
    - `wake: sla` (the default): when the SLA's slack runs low, not on the first photo. The threshold is
      `wake_backlog` = slowest rate x WAKE_DRAIN_SHARE of the SLA (what one task drains in that budget), and
-     once the oldest photo reaches `wake_age` the metric reads at least that much:
+     once the oldest photo's age plus the time one task of the slowest type takes to drain the visible backlog
+     reaches `wake_deadline` the metric reads at least that much:
 
          wake_reaction = metric_delay + P + instance_launch + image_pull + task_start
-         wake_age      = S - WAKE_MARGIN_SHARE * S - wake_reaction - WAKE_DRAIN_SHARE * S
+         wake_deadline = S - WAKE_MARGIN_SHARE * S - wake_reaction
 
-     so the oldest photo is classified about WAKE_MARGIN_SHARE of the SLA before its deadline, and the photos
-     gathered behind it within the drain budget after it. The margin absorbs slower hosts, launches, pulls and
-     metrics than the YAML says (the simulator's sensitivity runs check 2x launch, 2x pull, 300 s metric delay
-     and 0.6x throughput).
+     so the oldest photo is classified about WAKE_MARGIN_SHARE of the SLA before its deadline (photos are taken
+     oldest first), and the photos gathered behind it before the deadline too: a lone photo waits until
+     `wake_deadline`, a backlog of `wake_backlog` until `wake_age` = wake_deadline - WAKE_DRAIN_SHARE * S. The
+     margin absorbs slower hosts, launches, pulls and metrics than the YAML says (the simulator's sensitivity
+     runs check 2x launch, 2x pull, 300 s metric delay and 0.6x throughput).
 4. `shrink` step scaling on IF(tasks > 1, backlog / tasks, target) <= SHRINK_BELOW * target for
    SHRINK_MINUTES datapoints: PercentChangeInCapacity -SHRINK_PERCENT (at least one task). Never below one
    task; tasks holding messages are protected by ECS task scale-in protection, so a busy task finishes its
@@ -57,6 +60,31 @@ Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, 
      receives (NumberOfMessagesSent) under wake_backlog per IDLE_MIN_GATHER_MINUTES: a task that has drained
      what it was woken for keeps up with a trickle at a fraction of its speed, so the fleet goes back to zero and
      gathers again (duty cycling).
+   The same alarm sets the host group to min_tasks hosts (below).
+
+Hosts (`HostScaling`; the EC2 Auto Scaling group behind the capacity provider, one GPU task per host). ECS
+managed scaling is off: its scale-in alarm needs 15 one-minute datapoints, it waits 15 minutes after any
+scale-out before it scales in, and from zero instances it starts two
+(AmazonECS/latest/developerguide/managed-scaling-behavior.html); the simulator's model of it (one host a task,
+15 empty minutes, not the second instance) already cost about 23 host-minutes a wake against the oracle's 7.
+Instead EC2 Auto Scaling step scaling policies, all ExactCapacity, size the group from the same metrics that size
+the tasks:
+
+- the `wake` alarm also sets the hosts its step asks for (rounded up to a host level), in the same minute;
+- the `idle` alarm also sets min_tasks hosts: the hosts go right after the tasks, and ECS managed draining
+  lets a task still finishing its batch stop before its host terminates;
+- `hosts-follow` (1 datapoint) raises the group to the host level of `hosts_wanted` (the desired or running
+  tasks, or what target tracking will ask for once its 3 datapoints are in, whichever is most) while a task is
+  desired and the queue holds messages; `hosts-trim` (TRIM_DATAPOINTS) lowers it to that level while a task is
+  desired; `hosts-release` (RELEASE_DATAPOINTS) sets 0 while no task is desired or running, a safety net for a
+  host the idle alarm's release left behind.
+
+EC2 Auto Scaling step policies have no cooldown and, invoked together, the group takes the largest capacity, so
+the alarms are written never to ask for opposite changes on one datapoint. A step scaling policy has at most
+HOST_STEPS_MAX steps: host counts are every count up to some level, then every second (third, ...) one
+(`host_levels`). The group's termination policy knows nothing of tasks: a trim may pick a host that runs one, and
+managed draining then stops that task once its batch is done while the service starts a replacement on a host
+that stays (the simulator assumes the worst: busy hosts go first).
 
 Step bounds are absolute metric values (seconds or messages) as `ScalingInterval` takes them (see `Step`).
 Target tracking's own alarms are fixed by AWS (3 datapoints above the target to scale out, 15 below 90% of it
@@ -65,6 +93,7 @@ to scale in); `TargetTracking` records them for the simulator.
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -74,13 +103,17 @@ if TYPE_CHECKING:
 
 AdjustmentType = Literal["ChangeInCapacity", "ExactCapacity", "PercentChangeInCapacity"]
 Comparison = Literal["GreaterThanOrEqualToThreshold", "LessThanOrEqualToThreshold"]
-Resource = Literal["queue", "service"]
+Resource = Literal["queue", "service", "group"]
 
 # Share of the SLA a photo may spend queued when the fleet is sized right; the rest of the SLA absorbs reaction
 # time and traffic the target tracking policy has not caught up with yet (the age guard covers that part).
-# 0.4 rather than 0.35: the bigger per-task backlog lets a short burst queue instead of waking hosts it does not need
-# (burst 1.48 to 1.21 times the oracle); the simulator's sensitivity cases still keep every photo within the SLA.
+# 0.4 where the guard reads the bare age (`wake: immediate`, or a minimum fleet): the queue must stay under the
+# guard's first step (25% of the SLA), or every steady day trips it. 0.45 with `wake: sla`, whose guard only counts
+# an age the running tasks cannot clear: a short burst queues instead of waking hosts it does not need (two bursts
+# 1.78 to 1.39 times the oracle, burst 1.17 to 1.09, daily 1.07 to 1.08); the simulator's sensitivity cases still
+# keep every photo within the SLA.
 TARGET_SHARE = 0.4
+SLA_WAKE_TARGET_SHARE = 0.45
 # (fraction of the SLA reached by the oldest photo, fraction of max_tasks added); the last step adds max_tasks.
 GUARD_STEPS: tuple[tuple[float, float], ...] = ((0.25, 0.1), (0.5, 0.25), (0.75, 1.0))
 GUARD_DATAPOINTS = 2
@@ -92,16 +125,30 @@ GUARD_DEADLINE_SHARE = 0.925
 # behind it within this share of the SLA after it.
 WAKE_MARGIN_SHARE = 0.15
 WAKE_DRAIN_SHARE = 0.1
-# `wake: sla`: minutes of an empty queue before the fleet goes back to zero.
-IDLE_AFTER_DRAIN_MINUTES = 2
+# `wake: sla`: minutes of an empty queue before the fleet goes back to zero. One: a datapoint with nothing visible
+# and nothing in flight means every gathered photo is classified, and a photo arriving after it has its whole SLA
+# ahead and waits for the next wake like any other (two cost a host-minute a wake for nothing the SLA needs). The
+# hosts-trim alarm repeats this condition, so it must stay one datapoint.
+IDLE_AFTER_DRAIN_MINUTES = 1
 # `wake: sla`: a task keeping the oldest photo younger than this keeps up with the traffic.
 IDLE_MAX_AGE_SECONDS = 120
-# `wake: sla`: a trickle is slow enough to gather again if the wake backlog takes this long to arrive.
-IDLE_MIN_GATHER_MINUTES = 20
+# `wake: sla`: a trickle is slow enough to gather again if the wake backlog takes this long to arrive (a wake costs
+# about 11 host-minutes; see `_sla_idle_expression`).
+IDLE_MIN_GATHER_MINUTES = 10
 # Shrink by this share of the fleet once backlog per task stays below SHRINK_BELOW * target this long.
 SHRINK_BELOW = 0.5
 SHRINK_MINUTES = 15
 SHRINK_PERCENT = 20
+# EC2 Auto Scaling allows this many step adjustments in one step scaling policy (a fixed quota), so host counts
+# above what fits are rounded up to every second (third, ...) count.
+HOST_STEPS_MAX = 20
+# Datapoints the group's trim alarm needs: the group's and the service's metrics are sampled at different instants
+# of the minute, so one datapoint right after a wake may show the new hosts beside the old task count.
+TRIM_DATAPOINTS = 2
+# Datapoints of no task desired or running beside hosts before the group's own release alarm lets them go: a safety
+# net for hosts the idle alarm's release left (another policy asked for more in the same minute); one more than the
+# trim alarm, so a wake whose task count reaches CloudWatch a datapoint late is not undone.
+RELEASE_DATAPOINTS = 3
 # Application Auto Scaling's own alarms for target tracking policies (not configurable).
 TT_HIGH_DATAPOINTS = 3
 TT_LOW_DATAPOINTS = 15
@@ -111,7 +158,8 @@ TT_LOW_RATIO = 0.9
 @dataclass(frozen=True)
 class MetricQuery:
     """One CloudWatch metric inside a metric math expression; `resource` says whose dimensions it takes
-    (`queue`: QueueName of the work queue; `service`: ClusterName + ServiceName of the ECS service)."""
+    (`queue`: QueueName of the work queue; `service`: ClusterName + ServiceName of the ECS service; `group`:
+    AutoScalingGroupName of the hosts)."""
 
     id: str
     namespace: str
@@ -122,12 +170,15 @@ class MetricQuery:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A CloudWatch metric math expression over `queries`, evaluated per `period_seconds`."""
+    """A CloudWatch metric math expression over `queries`, evaluated per `period_seconds`. `parts` are named
+    expressions, evaluated in order, that later parts and `expression` use by name (an alarm holds up to 10
+    expressions and 10 metrics)."""
 
     expression: str
     queries: tuple[MetricQuery, ...]
     period_seconds: int
     label: str
+    parts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +213,29 @@ class StepPolicy:
     steps: tuple[Step, ...]
     cooldown_seconds: int
     min_adjustment_magnitude: int | None = None
+    # The same alarm also invokes an EC2 Auto Scaling step scaling policy on the host group, ExactCapacity hosts by
+    # these steps (same bounds as `steps`); empty: the alarm acts on the service only.
+    host_steps: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostScaling:
+    """How the GPU hosts (the EC2 Auto Scaling group behind the ECS capacity provider) follow the tasks.
+
+    `managed`: ECS managed scaling sizes the group (the reference designs; the simulator keeps an empty host
+    HOST_IDLE_SECONDS). Otherwise managed scaling is off and the group is sized by EC2 Auto Scaling step scaling
+    policies, all ExactCapacity: the `host_steps` of the service's step policies (the same alarm acts on both) and
+    `policies`, alarms whose only action is on the group. EC2 Auto Scaling step policies have no cooldown, and when
+    several are invoked at once the group takes the largest capacity.
+    """
+
+    managed: bool
+    min_hosts: int = 0
+    max_hosts: int = 0
+    policies: tuple[StepPolicy, ...] = ()
+
+
+MANAGED_HOSTS = HostScaling(managed=True)
 
 
 @dataclass(frozen=True)
@@ -190,6 +264,7 @@ class ScalingPolicy:
     acceptable_latency_seconds: int
     target_tracking: tuple[TargetTracking, ...]
     step_policies: tuple[StepPolicy, ...]
+    hosts: HostScaling = MANAGED_HOSTS
 
 
 VISIBLE = MetricQuery("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "queue")
@@ -200,6 +275,18 @@ DESIRED = MetricQuery("tasks", "ECS/ContainerInsights", "DesiredTaskCount", "Ave
 RUNNING = MetricQuery("tasks", "ECS/ContainerInsights", "RunningTaskCount", "Average", "service")
 # The running count beside the desired one (`tasks`) in the same expression.
 RUNNING_BESIDE_DESIRED = MetricQuery("running", "ECS/ContainerInsights", "RunningTaskCount", "Average", "service")
+# The host group's desired capacity (an Auto Scaling group metric; the group publishes it once group metrics are on).
+HOSTS = MetricQuery("hosts", "AWS/AutoScaling", "GroupDesiredCapacity", "Maximum", "group")
+# The host alarms read the task counts' Maximum: a minute in which a task was desired or ran needs its host.
+MOST_DESIRED = MetricQuery("tasks", "ECS/ContainerInsights", "DesiredTaskCount", "Maximum", "service")
+MOST_RUNNING = MetricQuery("running", "ECS/ContainerInsights", "RunningTaskCount", "Maximum", "service")
+
+
+def referenced_ids(expression: str) -> set[str]:
+    """The metric or part ids a metric math expression uses (function names excluded)."""
+    tree = ast.parse(expression, mode="eval")
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in called}
 
 
 def reaction_seconds(worker: WorkerConfig) -> int:
@@ -215,8 +302,10 @@ def reaction_seconds(worker: WorkerConfig) -> int:
 
 
 def acceptable_latency_seconds(worker: WorkerConfig) -> int:
-    """How long a photo may wait in a right-sized fleet: TARGET_SHARE of the SLA less the reaction time."""
-    share = int(TARGET_SHARE * worker.sla_minutes * 60)
+    """How long a photo may wait in a right-sized fleet: TARGET_SHARE (SLA_WAKE_TARGET_SHARE with `wake: sla`) of
+    the SLA less the reaction time."""
+    sla_wake = worker.scaling.wake == "sla" and worker.scaling.min_tasks == 0
+    share = int((SLA_WAKE_TARGET_SHARE if sla_wake else TARGET_SHARE) * worker.sla_minutes * 60)
     return max(share - reaction_seconds(worker), worker.simulation.metric_period_seconds)
 
 
@@ -244,11 +333,18 @@ def wake_reaction_seconds(worker: WorkerConfig) -> int:
     )
 
 
-def wake_age_seconds(worker: WorkerConfig) -> int:
-    """`wake: sla`: the age of the oldest photo at which the fleet leaves zero (see the module docstring)."""
+def wake_deadline_seconds(worker: WorkerConfig) -> int:
+    """`wake: sla`: the fleet leaves zero once the oldest photo's age plus the time one task of the slowest type
+    takes to drain the visible backlog reaches this (the SLA less the wake margin and the wake reaction)."""
     sla = worker.sla_minutes * 60
-    budget = round(sla * (1 - WAKE_MARGIN_SHARE - WAKE_DRAIN_SHARE)) - wake_reaction_seconds(worker)
-    return max(budget, 0)
+    return max(round(sla * (1 - WAKE_MARGIN_SHARE)) - wake_reaction_seconds(worker), 0)
+
+
+def wake_age_seconds(worker: WorkerConfig) -> int:
+    """`wake: sla`: the age of the oldest photo that wakes a backlog of `wake_backlog` (younger photos wake the
+    fleet from a larger backlog on, older ones from a smaller one, down to a single photo at `wake_deadline`)."""
+    sla = worker.sla_minutes * 60
+    return max(wake_deadline_seconds(worker) - round(sla * WAKE_DRAIN_SHARE), 0)
 
 
 def wake_backlog(worker: WorkerConfig) -> float:
@@ -265,6 +361,18 @@ def backlog_per_task_metric(period: int, tasks: MetricQuery = DESIRED) -> Metric
         queries=(VISIBLE, INFLIGHT, tasks),
         period_seconds=period,
         label="backlog per task",
+    )
+
+
+def tracked_backlog_metric(period: int) -> MetricSpec:
+    """(visible + not visible) / desired tasks, and 0 while the datapoint shows no task desired. Waking from zero is
+    the wake policy's business; counting an empty fleet as one task made target tracking size the fleet again right
+    after a wake, from the whole backlog over one task times the tasks the wake had just asked for."""
+    return MetricSpec(
+        expression="IF(FILL(tasks, 0) < 1, 0, (visible + inflight) / tasks)",
+        queries=(VISIBLE, INFLIGHT, DESIRED),
+        period_seconds=period,
+        label="backlog per desired task",
     )
 
 
@@ -317,17 +425,24 @@ def immediate_wake_metric(period: int) -> MetricSpec:
 
 
 def sla_wake_metric(worker: WorkerConfig) -> MetricSpec:
-    """`wake: sla`: while no task is desired, the visible messages, raised to `wake_backlog` once the oldest photo
-    is `wake_age` old; 0 otherwise. The alarm fires at `wake_backlog`, so either condition wakes the fleet and the
-    steps size it by the backlog."""
-    backlog, age = f"{wake_backlog(worker):g}", f"{wake_age_seconds(worker):g}"
+    """`wake: sla`: while no task is desired, the visible messages, raised to `wake_backlog` once the oldest photo's
+    age plus the time one task of the slowest type takes to drain them reaches `wake_deadline`; 0 otherwise. The
+    alarm fires at `wake_backlog`, so either condition wakes the fleet and the steps size it by the backlog. With
+    nothing visible it reads 0 (the age metric can still show a message just deleted; the idle alarm releases on
+    that datapoint).
+
+    Photos are classified oldest first, so a trickle's oldest photo is the one that binds: a single photo waits
+    until `wake_deadline`, a backlog of `wake_backlog` (WAKE_DRAIN_SHARE of the SLA to drain) until `wake_age`."""
+    backlog, deadline = f"{wake_backlog(worker):g}", f"{wake_deadline_seconds(worker):g}"
+    rate = f"{slowest_images_per_second(worker):g}"
     return MetricSpec(
         expression=(
-            f"IF(FILL(tasks, 0) < 1, IF(age >= {age}, IF(visible > {backlog}, visible, {backlog}), visible), 0)"
+            f"IF(FILL(tasks, 0) < 1, IF(visible < 1, 0, IF(age + visible / {rate} >= {deadline}, "
+            f"IF(visible > {backlog}, visible, {backlog}), visible)), 0)"
         ),
         queries=(VISIBLE, AGE, DESIRED),
         period_seconds=worker.simulation.metric_period_seconds,
-        label=f"visible messages while no task runs (at least {backlog} once the oldest is {age} s old)",
+        label=f"visible messages while no task runs (at least {backlog} once age + drain reaches {deadline} s)",
     )
 
 
@@ -360,23 +475,186 @@ def queue_metric(period: int) -> MetricSpec:
     )
 
 
+def idle_periods(worker: WorkerConfig) -> int:
+    """Datapoints the idle alarm needs (IDLE_AFTER_DRAIN_MINUTES with `wake: sla`, else scale_in_idle_minutes)."""
+    sla_wake = worker.scaling.wake == "sla" and worker.scaling.min_tasks == 0
+    minutes = IDLE_AFTER_DRAIN_MINUTES if sla_wake else worker.scaling.scale_in_idle_minutes
+    return max(1, minutes * 60 // worker.simulation.metric_period_seconds)
+
+
 def sla_idle_metric(worker: WorkerConfig) -> MetricSpec:
     """`wake: sla`: 0 for an empty queue (whatever the fleet), and the messages in the queue while one task runs,
     is the only one desired and keeps the oldest photo younger than IDLE_MAX_AGE_SECONDS (it has drained what it
     was woken for); otherwise one batch more than the idle threshold."""
-    busy = worker.batch_size + 1
-    period = worker.simulation.metric_period_seconds
-    # Gathering again pays off only if the next wake is far: the capacity provider keeps an empty host 15 minutes
-    # and a new one takes 6 to start, about what a task left running costs in IDLE_MIN_GATHER_MINUTES.
-    trickle = round(wake_backlog(worker) * period / (IDLE_MIN_GATHER_MINUTES * 60))
     return MetricSpec(
-        expression=(
-            f"IF(visible + inflight < 1, 0, IF(FILL(tasks, 0) > 1, {busy}, IF(FILL(running, 0) < 1, {busy}, "
-            f"IF(age > {IDLE_MAX_AGE_SECONDS}, {busy}, IF(FILL(sent, 0) > {trickle}, {busy}, visible + inflight)))))"
-        ),
-        queries=(VISIBLE, INFLIGHT, AGE, SENT, DESIRED, RUNNING_BESIDE_DESIRED),
+        expression=_sla_idle_expression(worker),
+        # The task counts' Maximum, as the host alarms that repeat this condition read them.
+        queries=(VISIBLE, INFLIGHT, AGE, SENT, MOST_DESIRED, MOST_RUNNING),
         period_seconds=worker.simulation.metric_period_seconds,
         label="messages in the queue while one task keeps up",
+    )
+
+
+def _sla_idle_expression(worker: WorkerConfig) -> str:
+    busy = worker.batch_size + 1
+    period = worker.simulation.metric_period_seconds
+    # Gathering again pays off only if the next wake is far: a wake costs about 11 host-minutes (6 to start, about 4
+    # until the empty queue reaches the idle alarm, 1 to release the host), and a task that the traffic keeps a third
+    # busy or less (a wake's backlog in IDLE_MIN_GATHER_MINUTES or more) spends more than that idling in between.
+    trickle = round(wake_backlog(worker) * period / (IDLE_MIN_GATHER_MINUTES * 60))
+    return (
+        f"IF(visible + inflight < 1, 0, IF(FILL(tasks, 0) > 1, {busy}, IF(FILL(running, 0) < 1, {busy}, "
+        f"IF(age > {IDLE_MAX_AGE_SECONDS}, {busy}, IF(FILL(sent, 0) > {trickle}, {busy}, visible + inflight)))))"
+    )
+
+
+def host_levels(max_hosts: int) -> tuple[int, ...]:
+    """The host counts the group's ExactCapacity steps can set, at most HOST_STEPS_MAX of them: every count up to
+    some `exact`, then every `stride`-th, the last max_hosts (1..14, 16, 18, ..., 26 for 26)."""
+    exact, stride = _level_shape(max_hosts)
+    return tuple(range(1, exact + 1)) + tuple(
+        min(level, max_hosts) for level in range(exact + stride, max_hosts + stride, stride)
+    )
+
+
+def _level_shape(max_hosts: int) -> tuple[int, int]:
+    """(exact, stride): the smallest stride, then the most counts one by one, that fit HOST_STEPS_MAX levels."""
+    stride = 1
+    while True:
+        for exact in range(max_hosts, 0, -1):
+            if exact + math.ceil((max_hosts - exact) / stride) <= HOST_STEPS_MAX:
+                return exact, stride
+        stride += 1
+
+
+def round_up_to_level(count: int, max_hosts: int) -> int:
+    """The smallest host level (see `host_levels`) at or above `count` (0 stays 0; above the maximum: the maximum)."""
+    if count <= 0:
+        return 0
+    return next((level for level in host_levels(max_hosts) if level >= count), max_hosts)
+
+
+def level_expression(value: str, max_hosts: int) -> str:
+    """Metric math rounding `value` (a whole number of tasks) up to a host level."""
+    exact, stride = _level_shape(max_hosts)
+    if stride == 1:
+        return value
+    up = f"{exact} + {stride} * CEIL(({value} - {exact}) / {stride})"
+    if (max_hosts - exact) % stride:
+        up = f"IF({up} > {max_hosts}, {max_hosts}, {up})"
+    return f"IF({value} > {exact}, {up}, {value})"
+
+
+def host_level_steps(max_hosts: int) -> tuple[Step, ...]:
+    """ExactCapacity steps for a metric that reads a host level: each level sets that many hosts."""
+    levels = host_levels(max_hosts)
+    return tuple(
+        Step(lower=float(level), upper=float(levels[i + 1]) if i + 1 < len(levels) else None, adjustment=level)
+        for i, level in enumerate(levels)
+    )
+
+
+def hosts_wanted_parts(worker: WorkerConfig) -> tuple[tuple[str, str], ...]:
+    """Metric math parts ending in `level`, the host level the tasks need: the desired or the running tasks,
+    whichever is more (a task finishing its batch after a scale-in still runs), or, when the backlog per desired
+    task is above the target tracking policy's target, what that policy will ask for once its alarm has its 3
+    datapoints, ceil(backlog / target), so the hosts start booting two datapoints before the tasks are desired."""
+    target = f"{backlog_target(worker):g}"
+    return (
+        ("backlog", "FILL(visible, 0) + FILL(inflight, 0)"),
+        # Unfilled: FILL would read a task count that reaches CloudWatch late as 0 (CloudWatch, "Metric math syntax
+        # and functions", FILL); a missing datapoint here only means no host change this minute.
+        ("busy", "IF(running > tasks, running, tasks)"),
+        ("ahead", f"IF(backlog > {target} * IF(FILL(tasks, 0) < 1, 1, FILL(tasks, 0)), CEIL(backlog / {target}), 0)"),
+        ("need", "CEIL(IF(ahead > busy, ahead, busy))"),
+        ("level", level_expression("need", worker.scaling.max_tasks)),
+    )
+
+
+def _idle_part(worker: WorkerConfig) -> tuple[tuple[tuple[str, str], ...], tuple[MetricQuery, ...]]:
+    """A part `idle`, 1 on a datapoint where the idle alarm releases every host (with min_tasks 0), else 0: the
+    group's other alarms must not ask for hosts on that datapoint, or the group would keep (or, acting after the
+    release, launch) one. With `wake: sla` the idle alarm needs one datapoint and its condition is repeated here;
+    otherwise (scale_in_idle_minutes of an empty queue) an empty queue counts, and hosts beyond the tasks wait with
+    them. Also the queries the parts read."""
+    queries: tuple[MetricQuery, ...] = (VISIBLE, INFLIGHT, MOST_DESIRED, MOST_RUNNING, HOSTS)
+    if worker.scaling.min_tasks > 0:
+        return (("idle", "0"),), queries
+    if worker.scaling.wake == "sla" and idle_periods(worker) == 1:
+        idle = f"{_sla_idle_expression(worker)} <= {worker.batch_size}"
+        return (("idle", idle),), (VISIBLE, INFLIGHT, AGE, SENT, MOST_DESIRED, MOST_RUNNING, HOSTS)
+    return (("idle", "backlog < 1"),), queries
+
+
+def host_follow_metric(worker: WorkerConfig) -> MetricSpec:
+    """The hosts wanted (`hosts_wanted_parts`) while more than the group's desired capacity and a task is desired,
+    else 0 (leaving zero is the wake alarm's business; the idle alarm's datapoints read 0 too, see `_idle_part`)."""
+    return _host_level_metric(worker, "level > FILL(hosts, 0)", "more")
+
+
+def host_trim_metric(worker: WorkerConfig) -> MetricSpec:
+    """The hosts wanted while fewer than the group's desired capacity and a task is desired, else 0 (going to zero
+    is the idle and release alarms' business). The same parts as the follow alarm's, so the two never ask for
+    opposite changes on one datapoint."""
+    return _host_level_metric(worker, "FILL(hosts, 0) > level", "fewer")
+
+
+def _host_level_metric(worker: WorkerConfig, condition: str, than: str) -> MetricSpec:
+    idle, queries = _idle_part(worker)
+    return MetricSpec(
+        expression=f"IF(FILL(tasks, 0) < 1, 0, IF(idle, 0, IF({condition}, level, 0)))",
+        queries=queries,
+        period_seconds=worker.simulation.metric_period_seconds,
+        label=f"hosts the tasks need, while {than} than the group has",
+        parts=hosts_wanted_parts(worker) + idle,
+    )
+
+
+def _wake_breaching(worker: WorkerConfig) -> str:
+    """Metric math that is 1 where the wake alarm's metric reaches its threshold while no task is desired."""
+    if worker.scaling.wake != "sla":
+        return "FILL(visible, 0) >= 1"
+    backlog, deadline = f"{wake_backlog(worker):g}", f"{wake_deadline_seconds(worker):g}"
+    rate = f"{slowest_images_per_second(worker):g}"
+    return (
+        f"IF(FILL(visible, 0) < 1, 0, IF(FILL(age, 0) + FILL(visible, 0) / {rate} >= {deadline}, 1, "
+        f"FILL(visible, 0) >= {backlog}))"
+    )
+
+
+def host_release_metric(worker: WorkerConfig) -> MetricSpec:
+    """The group's desired capacity while no task is desired or running, else 0; and 0 where the wake alarm fires
+    (it asks for hosts on that datapoint)."""
+    return MetricSpec(
+        # Unfilled task counts: a Container Insights datapoint that is late must not read as "no task" here.
+        expression="IF(tasks + running < 1, IF(waking, 0, FILL(hosts, 0)), 0)",
+        queries=(VISIBLE, AGE, MOST_DESIRED, MOST_RUNNING, HOSTS)
+        if worker.scaling.wake == "sla"
+        else (VISIBLE, MOST_DESIRED, MOST_RUNNING, HOSTS),
+        period_seconds=worker.simulation.metric_period_seconds,
+        label="hosts while no task is desired or running",
+        parts=(("waking", _wake_breaching(worker)),),
+    )
+
+
+def host_scaling(worker: WorkerConfig) -> HostScaling:
+    """The group's own alarms: follow the tasks up, trim hosts they no longer need, release strays (ExactCapacity;
+    EC2 Auto Scaling step policies take no cooldown)."""
+    scaling, period = worker.scaling, worker.simulation.metric_period_seconds
+    levels = host_level_steps(scaling.max_tasks)
+
+    def policy(name: str, metric: MetricSpec, datapoints: int, steps: tuple[Step, ...]) -> StepPolicy:
+        periods = datapoints * 60 // period
+        return StepPolicy(name, metric, "GreaterThanOrEqualToThreshold", 1, periods, periods, "ExactCapacity", steps, 0)
+
+    policies = [
+        policy("hosts-follow", host_follow_metric(worker), 1, levels),
+        policy("hosts-trim", host_trim_metric(worker), TRIM_DATAPOINTS, levels),
+    ]
+    if scaling.min_tasks == 0:
+        policies.append(policy("hosts-release", host_release_metric(worker), RELEASE_DATAPOINTS, (Step(1, None, 0),)))
+    return HostScaling(
+        managed=False, min_hosts=scaling.min_tasks, max_hosts=scaling.max_tasks, policies=tuple(policies)
     )
 
 
@@ -387,7 +665,7 @@ def derive_policy(worker: WorkerConfig) -> ScalingPolicy:
     sla = worker.sla_minutes * 60
     target = backlog_target(worker)
     provision = sim.instance_launch_seconds + sim.image_pull_seconds + sim.task_start_seconds
-    backlog = backlog_per_task_metric(period)
+    backlog = tracked_backlog_metric(period)
 
     tracking = TargetTracking(
         name="backlog",
@@ -442,10 +720,14 @@ def derive_policy(worker: WorkerConfig) -> ScalingPolicy:
                 adjustment_type="ExactCapacity",
                 steps=wake_steps(target, scaling.max_tasks, first),
                 cooldown_seconds=provision,
+                # Hosts for the tasks in the same minute, not a datapoint later through the follow alarm.
+                host_steps=tuple(
+                    Step(s.lower, s.upper, round_up_to_level(s.adjustment, scaling.max_tasks))
+                    for s in wake_steps(target, scaling.max_tasks, first)
+                ),
             )
         )
-        idle_minutes = IDLE_AFTER_DRAIN_MINUTES if sla_wake else scaling.scale_in_idle_minutes
-        idle_periods = max(1, idle_minutes * 60 // period)
+        periods = idle_periods(worker)
         # `sla`: one task holding at most a batch has drained what was gathered and keeps up with a trickle;
         # back to zero, to gather again. `immediate`: only an empty queue.
         idle_below = float(worker.batch_size) if sla_wake else 0.0
@@ -455,11 +737,14 @@ def derive_policy(worker: WorkerConfig) -> ScalingPolicy:
                 metric=sla_idle_metric(worker) if sla_wake else queue_metric(period),
                 comparison="LessThanOrEqualToThreshold",
                 threshold=idle_below,
-                evaluation_periods=idle_periods,
-                datapoints_to_alarm=idle_periods,
+                evaluation_periods=periods,
+                datapoints_to_alarm=periods,
                 adjustment_type="ExactCapacity",
                 steps=(Step(lower=None, upper=idle_below, adjustment=scaling.min_tasks),),
                 cooldown_seconds=period,
+                # The hosts go with the tasks, not after the capacity provider's 15 empty minutes: managed
+                # draining stops a task still finishing its batch before its host terminates.
+                host_steps=(Step(lower=None, upper=idle_below, adjustment=scaling.min_tasks),),
             )
         )
     return ScalingPolicy(
@@ -470,4 +755,5 @@ def derive_policy(worker: WorkerConfig) -> ScalingPolicy:
         acceptable_latency_seconds=acceptable_latency_seconds(worker),
         target_tracking=(tracking,),
         step_policies=tuple(steps),
+        hosts=host_scaling(worker),
     )

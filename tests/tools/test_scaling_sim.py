@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from cdk_constructs import sla_scaling
-from cdk_constructs.sla_scaling import MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
+from cdk_constructs.sla_scaling import HostScaling, MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
 from stacks.config import WorkerConfig, load_worker
 from tools.scaling_sim import __main__ as cli
 from tools.scaling_sim import engine, policies, report, traffic
 from tools.scaling_sim import oracle as host_oracle
-from tools.scaling_sim.metricmath import MetricMathError, evaluate
+from tools.scaling_sim.metricmath import MetricMathError, evaluate, evaluate_spec
 
 WORKER_FILE = Path(__file__).resolve().parents[2] / "config" / "workers" / "food-photo.yaml"
 
@@ -36,7 +36,9 @@ PARAMS = engine.Params(
     gpu_hourly_usd=2.0,
 )
 VISIBLE = sla_scaling.VISIBLE
+INFLIGHT = sla_scaling.INFLIGHT
 DESIRED = sla_scaling.DESIRED
+GROUP = HostScaling(managed=False, min_hosts=0, max_hosts=10)
 
 
 def step_on_visible(adjustment_type: str, adjustment: int, cooldown: int) -> ScalingPolicy:
@@ -282,6 +284,91 @@ def test_new_task_reuses_an_idle_host_without_a_pull() -> None:
     assert fleet.hosts == []
 
 
+# --- the host group without managed scaling -----------------------------------------------------------------------
+
+
+def wake_and_release(host_idle_datapoints: int = 1) -> ScalingPolicy:
+    """One task and one host on the first visible photo (one alarm, both actions), none of either once a
+    datapoint shows nothing visible or in flight."""
+    up = StepPolicy("up", MetricSpec("IF(FILL(tasks, 0) < 1, visible, 0)", (VISIBLE, DESIRED), 60, "v"),
+                    "GreaterThanOrEqualToThreshold", 1, 1, 1, "ExactCapacity", (Step(1, None, 1),), 60,
+                    host_steps=(Step(1, None, 1),))  # fmt: skip
+    idle = StepPolicy("idle", MetricSpec("visible + inflight", (VISIBLE, INFLIGHT), 60, "q"),
+                      "LessThanOrEqualToThreshold", 0, host_idle_datapoints, host_idle_datapoints, "ExactCapacity",
+                      (Step(None, 0, 0),), 60, host_steps=(Step(None, 0, 0),))  # fmt: skip
+    return ScalingPolicy(0, 10, 60, 0, 0, (), (up, idle), GROUP)
+
+
+def test_the_host_starts_with_the_task_and_goes_a_release_after_the_queue_empties() -> None:
+    # As the single burst with managed scaling: the alarm at 180 s sets one task and one host, the task works from
+    # 540 s and the last photo is done at 600 s. The datapoint at 600 s still shows a batch in hand (the tick before
+    # finished photos); the one at 660 s shows an empty queue, reaches CloudWatch at 780 s, and the same alarm sets
+    # no task and no host: the host is billed until 780 + HOST_RELEASE_SECONDS, not HOST_IDLE_SECONDS after 600 s.
+    out = engine.simulate(wake_and_release(), minutes(600), PARAMS, drain_minutes=30)
+    assert out.series is not None
+    assert out.max_age_s == 540
+    assert out.over_sla == 0
+    assert out.series.hosts[17] == 0
+    assert out.series.hosts[18] == 1
+    assert out.series.desired[77] == 1
+    assert out.series.desired[78] == 0
+    assert out.gpu_hours == pytest.approx((780 + engine.HOST_RELEASE_SECONDS - 180) / 3600)
+    managed = dataclasses.replace(wake_and_release(), hosts=sla_scaling.MANAGED_HOSTS)
+    held = engine.simulate(managed, minutes(600), PARAMS, drain_minutes=30)
+    assert held.gpu_hours == pytest.approx((780 + engine.HOST_IDLE_SECONDS - 180) / 3600)
+
+
+def test_a_task_waits_for_a_host_of_the_group() -> None:
+    queue = engine.Queue()
+    fleet = engine.Fleet(PARAMS, desired=1, hosts=GROUP)
+    fleet.reconcile(0, queue)
+    (task,) = fleet.tasks
+    assert fleet.hosts == []  # nothing launches a host but the group (PROVISIONING)
+    assert task.host is None
+    assert task.ready_at == math.inf
+    fleet.group_desired = 1
+    fleet.reconcile(100, queue)
+    # Booted at 340 s, pull and start: 460 s.
+    assert task.host is fleet.hosts[0]
+    assert task.ready_at == 100 + 240 + 90 + 30
+
+
+def test_a_group_scale_in_takes_a_busy_host_first_and_its_task_moves_to_the_free_one() -> None:
+    queue = engine.Queue()
+    queue.add(0, 1000)
+    fleet = engine.Fleet(PARAMS, desired=1, hosts=dataclasses.replace(GROUP, min_hosts=2))
+    fleet.reconcile(0, queue)
+    busy, free = fleet.hosts
+    assert busy.task is not None
+    assert free.task is None
+    fleet.group_desired = 1
+    fleet.reconcile(600, queue)
+    # The termination policy knows nothing of tasks: the worst case, the busy host goes (billed until it drains).
+    assert fleet.live_hosts() == [free]
+    assert busy.gone_at == 600 + engine.HOST_RELEASE_SECONDS
+    (task,) = fleet.tasks
+    assert task.host is free
+    assert task.ready_at == 600 + 90 + 30  # the free host never pulled the image
+    fleet.retire_idle_hosts(600 + engine.HOST_RELEASE_SECONDS)
+    assert fleet.hosts == [free]
+
+
+def test_the_group_takes_the_largest_capacity_its_alarms_ask_for_within_its_limits() -> None:
+    def always(name: str, hosts: int) -> StepPolicy:
+        return StepPolicy(name, MetricSpec("visible", (VISIBLE,), 60, "v"), "GreaterThanOrEqualToThreshold", 0, 1,
+                          1, "ExactCapacity", (Step(0, None, hosts),), 0)  # fmt: skip
+
+    group = HostScaling(managed=False, min_hosts=1, max_hosts=4, policies=(always("a", 2), always("b", 3)))
+    scaler = engine.AutoScaler(ScalingPolicy(0, 10, 60, 0, 0, (), (), group))
+    assert scaler.evaluate_hosts(7) == 7  # no datapoint yet: no alarm in ALARM
+    scaler.observe({"visible": 5})
+    assert scaler.evaluate_hosts(7) == 3
+    big = HostScaling(managed=False, min_hosts=1, max_hosts=4, policies=(always("a", 9),))
+    scaler = engine.AutoScaler(ScalingPolicy(0, 10, 60, 0, 0, (), (), big))
+    scaler.observe({"visible": 5})
+    assert scaler.evaluate_hosts(2) == 4
+
+
 # --- host-aware oracle -------------------------------------------------------------------------------------------
 
 
@@ -348,6 +435,13 @@ def test_tasks_needed_by_hand() -> None:
 # --- metric math -------------------------------------------------------------------------------------------------
 
 
+def test_metric_math_ceil_parts_and_names() -> None:
+    assert evaluate("CEIL(a / 2)", {"a": 5}) == 3
+    assert evaluate("CEIL(a)", {"a": None}) is None
+    assert evaluate_spec("need * 2", (("sum", "a + b"), ("need", "IF(sum > 3, sum, 3)")), {"a": 1, "b": 1}) == 6
+    assert sla_scaling.referenced_ids("IF(FILL(tasks, 0) < 1, CEIL(x / 2), y)") == {"tasks", "x", "y"}
+
+
 def test_metric_math_evaluates_if_lazily_and_fill() -> None:
     assert evaluate("(a + b) / IF(t < 1, 1, t)", {"a": 3, "b": 1, "t": 0}) == 4
     assert evaluate("FILL(t, 0) > 1", {"t": None}) == 0
@@ -387,10 +481,13 @@ def test_quiet_night_reaches_zero_and_the_lone_photo_waits_for_its_slack(worker:
     assert out.series is not None
     night = slice(3 * 360, 7 * 360)  # 03:00-07:00 in 10 s ticks
     assert out.series.desired[night].max() == 0
-    # The 07:00 photo wakes the fleet only once it is wake_age old (36 min), not at once.
-    wake = 7 * 360 + sla_scaling.wake_age_seconds(worker) // 10
+    assert out.series.hosts[night].max() == 0
+    # The 07:00 photo wakes the fleet only once its age (nothing to drain behind it) reaches the wake deadline
+    # (42 min), not at once; one host serves it and goes about 4 minutes after it is classified.
+    wake = 7 * 360 + sla_scaling.wake_deadline_seconds(worker) // 10
     assert out.series.desired[7 * 360 : wake].max() == 0
     assert out.series.running[wake : 8 * 360].max() >= 1
+    assert out.series.hosts[7 * 360 : 8 * 360].sum() * 10 <= (6 + 6) * 60
     assert out.over_sla == 0
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdk_constructs import sla_scaling
-from cdk_constructs.sla_scaling import Step, derive_policy
+from cdk_constructs.sla_scaling import MetricSpec, Step, StepPolicy, derive_policy
 from stacks.config import WorkerConfig, load_worker
 from tools.scaling_sim import __main__ as cli
 from tools.scaling_sim import engine, policies, traffic
-from tools.scaling_sim.metricmath import evaluate
+from tools.scaling_sim.metricmath import evaluate, evaluate_spec
 from tools.synth_summary import stacks_in
 
 WORKER_FILE = Path(__file__).resolve().parents[2] / "config" / "workers" / "food-photo.yaml"
@@ -31,13 +32,15 @@ def test_target_is_what_a_task_clears_in_the_acceptable_latency(worker: WorkerCo
     policy = derive_policy(worker)
     # 120 s metric delay + 3 x 60 s datapoints + 240 s launch + 90 s pull + 30 s start
     assert policy.reaction_seconds == 660
-    # 40% of 3600 s less the reaction time
-    assert policy.acceptable_latency_seconds == 780
+    # 45% of 3600 s (`wake: sla`) less the reaction time
+    assert policy.acceptable_latency_seconds == 960
     (tracking,) = policy.target_tracking
-    assert tracking.target_value == 110 * 780
+    assert tracking.target_value == 110 * 960
     assert tracking.disable_scale_in is True
     assert tracking.scale_out_cooldown_seconds == 240 + 90 + 30
     assert (policy.min_capacity, policy.max_capacity, policy.metric_period_seconds) == (0, 26, 60)
+    # 40% where the guard reads the bare age: the queue must stay under its first step (900 s).
+    assert derive_policy(with_scaling(worker, wake="immediate")).acceptable_latency_seconds == 780
 
 
 def test_backlog_metric_divides_by_desired_tasks(worker: WorkerConfig) -> None:
@@ -49,8 +52,10 @@ def test_backlog_metric_divides_by_desired_tasks(worker: WorkerConfig) -> None:
         "tasks": ("ECS/ContainerInsights", "DesiredTaskCount"),
     }
     assert evaluate(tracking.metric.expression, {"visible": 900, "inflight": 100, "tasks": 4}) == 250
-    # An empty fleet counts as one task, and a missing task datapoint as none.
-    assert evaluate(tracking.metric.expression, {"visible": 900, "inflight": 100, "tasks": None}) == 1000
+    # No task desired (or no datapoint): 0, leaving zero is the wake policy's job. Counting an empty fleet as one
+    # task had target tracking multiply the whole backlog by the tasks the wake had just asked for.
+    assert evaluate(tracking.metric.expression, {"visible": 900, "inflight": 100, "tasks": 0}) == 0
+    assert evaluate(tracking.metric.expression, {"visible": 900, "inflight": 100, "tasks": None}) == 0
 
 
 def test_age_guard_steps_are_fractions_of_the_sla(worker: WorkerConfig) -> None:
@@ -79,7 +84,9 @@ def test_immediate_wake_sizes_the_fleet_for_the_backlog_found(worker: WorkerConf
 
 def test_sla_wake_waits_for_the_slack_or_the_backlog(worker: WorkerConfig) -> None:
     assert worker.scaling.wake == "sla"
-    # 3600 s less 15% margin (540 s), less 120 s metric delay + 60 s period + 360 s start, less 10% drain (360 s).
+    # 3600 s less 15% margin (540 s), less 120 s metric delay + 60 s period + 360 s start.
+    assert sla_scaling.wake_deadline_seconds(worker) == 2520
+    # A wake backlog's worth of photos wakes the fleet 10% of the SLA (its drain budget) earlier.
     assert sla_scaling.wake_age_seconds(worker) == 2160
     # The slowest instance type (g4dn.xlarge, 66/s) drains this much in the 360 s budget.
     assert sla_scaling.slowest_images_per_second(worker) == 66
@@ -87,18 +94,23 @@ def test_sla_wake_waits_for_the_slack_or_the_backlog(worker: WorkerConfig) -> No
     wake = next(p for p in derive_policy(worker).step_policies if p.name == "wake")
     assert (wake.threshold, wake.evaluation_periods, wake.datapoints_to_alarm) == (23_760, 1, 1)
     assert [s.adjustment for s in wake.steps] == [1, 2, 4, 8, 16, 26]
-    assert (wake.steps[0].lower, wake.steps[0].upper) == (23_760, 85_800)
+    assert (wake.steps[0].lower, wake.steps[0].upper) == (23_760, 105_600)
 
     def metric(visible: float, age: float, tasks: float | None = 0) -> float | None:
         return evaluate(wake.metric.expression, {"visible": visible, "age": age, "tasks": tasks})
 
     assert metric(1, 60) == 1  # one young photo: below the threshold, no wake
-    assert metric(1, 2159) == 1
-    assert metric(1, 2160) == 23_760  # old enough: one task
+    assert metric(1, 2519) == 1
+    assert metric(1, 2520) == 23_760  # old enough that the oldest photo needs a task now
+    # 20,000 photos take one slow task 303 s: the oldest may be 2,217 s old, not 2,520.
+    assert metric(20_000, 2216) == 20_000
+    assert metric(20_000, 2217) == 23_760
     assert metric(30_000, 100) == 30_000  # a backlog one task would not drain in time: wake now
-    assert metric(200_000, 2500) == 200_000  # old and large: sized by the backlog (4 tasks)
+    assert metric(200_000, 2500) == 200_000  # old and large: sized by the backlog (2 tasks)
     assert metric(1, 3000, tasks=1) == 0  # a fleet that runs is the other policies' business
     assert metric(1, 3000, tasks=None) == 23_760  # no task datapoint: none desired
+    # The same alarm sets as many hosts as tasks (both counts are host levels here).
+    assert wake.host_steps == wake.steps
 
 
 def test_sla_guard_counts_age_only_when_the_running_tasks_fall_behind(worker: WorkerConfig) -> None:
@@ -127,21 +139,23 @@ def test_immediate_guard_is_the_bare_age(worker: WorkerConfig) -> None:
     assert guard.metric.expression == "age"
 
 
-def test_idle_goes_back_to_zero_two_minutes_after_the_drain_with_sla_wake(worker: WorkerConfig) -> None:
+def test_idle_goes_back_to_zero_a_minute_after_the_drain_with_sla_wake(worker: WorkerConfig) -> None:
     idle = next(p for p in derive_policy(worker).step_policies if p.name == "idle")
-    assert (idle.evaluation_periods, idle.datapoints_to_alarm) == (2, 2)
+    assert (idle.evaluation_periods, idle.datapoints_to_alarm) == (1, 1)
     assert idle.threshold == 64  # one batch
     assert idle.steps == (Step(None, 64, 0),)
+    # Tasks and hosts together: no host waits out an empty-host tail.
+    assert idle.host_steps == (Step(None, 64, 0),)
 
     def metric(backlog: float, age: float, tasks: float, running: float, sent: float | None = 10) -> float | None:
         values = {"visible": backlog, "inflight": 0, "age": age, "tasks": tasks, "running": running, "sent": sent}
         return evaluate(idle.metric.expression, values)
 
     assert metric(0, 0, tasks=5, running=5) == 0  # an empty queue: idle whatever the fleet
-    # A wake's worth (23,760) takes 20 minutes to arrive at 1,188 a minute: slower than that, gather again.
-    assert metric(10, 5, tasks=1, running=1, sent=1188) == 10
+    # A wake's worth (23,760) takes 10 minutes to arrive at 2,376 a minute: slower than that, gather again.
+    assert metric(10, 5, tasks=1, running=1, sent=2376) == 10
     assert metric(10, 5, tasks=1, running=1, sent=None) == 10
-    assert metric(10, 5, tasks=1, running=1, sent=1189) == 65
+    assert metric(10, 5, tasks=1, running=1, sent=2377) == 65
     assert metric(10, 5, tasks=1, running=1) == 10  # one task keeping up with a trickle: idle
     assert metric(1, 2200, tasks=1, running=0) == 65  # woken, not started: the photo is still to classify
     assert metric(1, 2300, tasks=1, running=1) == 65  # started, the old photo not yet classified
@@ -153,9 +167,9 @@ def test_shrink_never_removes_the_last_task(worker: WorkerConfig) -> None:
     assert shrink.adjustment_type == "PercentChangeInCapacity"
     assert shrink.min_adjustment_magnitude == 1
     # With one task the metric reads as the target, above the shrink threshold.
-    assert evaluate(shrink.metric.expression, {"visible": 0, "inflight": 0, "tasks": 1}) == 85_800
+    assert evaluate(shrink.metric.expression, {"visible": 0, "inflight": 0, "tasks": 1}) == 105_600
     assert evaluate(shrink.metric.expression, {"visible": 0, "inflight": 0, "tasks": 3}) == 0
-    assert shrink.threshold == 42_900
+    assert shrink.threshold == 52_800
 
 
 def test_no_wake_or_idle_policy_with_a_minimum_fleet(worker: WorkerConfig) -> None:
@@ -164,6 +178,98 @@ def test_no_wake_or_idle_policy_with_a_minimum_fleet(worker: WorkerConfig) -> No
     assert policy.min_capacity == 2
     # Nothing wakes late, so the guard stays on the bare age.
     assert policy.step_policies[0].metric.expression == "age"
+    # The group keeps the minimum fleet's hosts and never releases them all.
+    assert [p.name for p in policy.hosts.policies] == ["hosts-follow", "hosts-trim"]
+    assert (policy.hosts.min_hosts, policy.hosts.max_hosts) == (2, 26)
+
+
+@pytest.mark.parametrize("max_hosts", [1, 2, 19, 20, 21, 26, 40, 41, 99])
+def test_host_levels_fit_one_step_scaling_policy(max_hosts: int) -> None:
+    levels = sla_scaling.host_levels(max_hosts)
+    # EC2 Auto Scaling: at most 20 step adjustments in one step scaling policy (not adjustable).
+    assert len(levels) <= 20
+    assert levels[0] == 1
+    assert levels[-1] == max_hosts
+    assert list(levels) == sorted(set(levels))
+    gaps = {b - a for a, b in itertools.pairwise(levels)}
+    for count in range(max_hosts + 1):
+        level = sla_scaling.round_up_to_level(count, max_hosts)
+        assert count <= level <= count + max(gaps, default=1) - 1 or level == count
+        assert evaluate(sla_scaling.level_expression("n", max_hosts), {"n": count}) == level
+    steps = sla_scaling.host_level_steps(max_hosts)
+    assert [s.adjustment for s in steps] == list(levels)
+    assert all(s.contains(level) for s, level in zip(steps, levels, strict=True))
+
+
+def test_host_levels_for_26_are_every_count_to_14_then_every_other() -> None:
+    assert sla_scaling.host_levels(26) == (*range(1, 15), 16, 18, 20, 22, 24, 26)
+    assert sla_scaling.round_up_to_level(15, 26) == 16
+
+
+def test_host_alarms_follow_trim_and_release(worker: WorkerConfig) -> None:
+    hosts = derive_policy(worker).hosts
+    assert not hosts.managed
+    assert (hosts.min_hosts, hosts.max_hosts) == (0, 26)
+    follow, trim, release = hosts.policies
+    assert (follow.name, follow.evaluation_periods, follow.datapoints_to_alarm) == ("hosts-follow", 1, 1)
+    assert (trim.name, trim.evaluation_periods, trim.datapoints_to_alarm) == ("hosts-trim", 2, 2)
+    assert (release.name, release.evaluation_periods, release.datapoints_to_alarm) == ("hosts-release", 3, 3)
+    for p in hosts.policies:
+        assert (p.adjustment_type, p.comparison, p.threshold) == ("ExactCapacity", "GreaterThanOrEqualToThreshold", 1)
+    assert follow.steps == trim.steps == sla_scaling.host_level_steps(26)
+    assert release.steps == (Step(1, None, 0),)
+    names = {q.metric_name: q.statistic for q in follow.metric.queries}
+    assert names["GroupDesiredCapacity"] == "Maximum"
+    assert names["DesiredTaskCount"] == names["RunningTaskCount"] == "Maximum"
+
+    def value(metric: MetricSpec, **values: float) -> float | None:
+        base = {"visible": 0.0, "inflight": 0.0, "age": 0.0, "sent": 0.0, "tasks": 0.0, "running": 0.0, "hosts": 0.0}
+        return evaluate_spec(metric.expression, metric.parts, {**base, **values})
+
+    # Target tracking will want ceil(300,000 / 105,600) = 3 tasks for one desired: the hosts start now.
+    assert value(follow.metric, visible=300_000, tasks=1, running=1, hosts=1) == 3
+    assert value(follow.metric, visible=300_000, tasks=3, running=1, hosts=3) == 0
+    assert value(follow.metric, visible=1_000, tasks=15, running=15, hosts=14) == 16  # a host level
+    assert value(follow.metric, visible=300_000, tasks=0, hosts=0) == 0  # leaving zero is the wake's
+    # A shrink from 3 to 2 tasks: the host goes once the third task has stopped (it held messages until then).
+    assert value(trim.metric, visible=50_000, tasks=2, running=3, hosts=3) == 0
+    assert value(trim.metric, visible=50_000, tasks=2, running=2, hosts=3) == 2
+    assert value(trim.metric, visible=50_000, tasks=0, running=0, hosts=3) == 0  # zero is the release's
+    assert value(release.metric, tasks=0, running=0, hosts=2) == 2
+    assert value(release.metric, tasks=0, running=1, hosts=2) == 0
+    assert value(release.metric, visible=30_000, tasks=0, running=0, hosts=1) == 0  # the wake fires: keep
+
+
+@pytest.mark.parametrize("wake", ["sla", "immediate"])
+def test_no_two_alarms_ask_the_group_for_different_capacities_on_one_datapoint(worker: WorkerConfig, wake: str) -> None:
+    """EC2 Auto Scaling takes the largest capacity when policies act together, but alarms evaluated seconds apart
+    would flap the group (a release, then a trim that launches a host again): on every datapoint, at most one
+    capacity is asked for."""
+    policy = derive_policy(with_scaling(worker, wake=wake))
+    acting: list[tuple[StepPolicy, tuple[Step, ...]]] = [(sp, sp.host_steps) for sp in policy.step_policies]
+    acting += [(sp, sp.steps) for sp in policy.hosts.policies]
+    grid = itertools.product(
+        (0, 10, 30_000, 400_000),  # visible
+        (0, 64),  # in flight
+        (0, 100, 2_300, 3_000),  # age
+        (0, 5_000),  # sent
+        (0, 1, 2, 5),  # desired tasks
+        (0, 1, 2, 5),  # running tasks
+        (0, 1, 2, 5, 6),  # hosts
+    )
+    for visible, inflight, age, sent, tasks, running, hosts in grid:
+        values = {"visible": visible, "inflight": inflight, "age": age, "sent": sent, "tasks": tasks,
+                  "running": running, "hosts": hosts}  # fmt: skip
+        asked = set()
+        for sp, steps in acting:
+            if not steps:
+                continue
+            v = evaluate_spec(sp.metric.expression, sp.metric.parts, values)
+            assert v is not None
+            below = sp.comparison == "LessThanOrEqualToThreshold"
+            if v <= sp.threshold if below else v >= sp.threshold:
+                asked |= {s.adjustment for s in steps if s.contains(v, below_threshold=below)}
+        assert len(asked) <= 1, (values, asked)
 
 
 def test_short_sla_keeps_a_positive_target(worker: WorkerConfig) -> None:
@@ -174,12 +280,30 @@ def test_short_sla_keeps_a_positive_target(worker: WorkerConfig) -> None:
     assert policy.target_tracking[0].target_value == 110 * 60
 
 
-def test_every_deployed_expression_uses_only_its_queries(worker: WorkerConfig) -> None:
-    policy = derive_policy(worker)
-    for metric in [t.metric for t in policy.target_tracking] + [s.metric for s in policy.step_policies]:
+@pytest.mark.parametrize("wake", ["sla", "immediate"])
+@pytest.mark.parametrize("min_tasks", [0, 2])
+def test_every_deployed_expression_uses_its_queries_and_parts_and_fits_an_alarm(
+    worker: WorkerConfig, wake: str, min_tasks: int
+) -> None:
+    policy = derive_policy(with_scaling(worker, wake=wake, min_tasks=min_tasks))
+    metrics = [t.metric for t in policy.target_tracking] + [s.metric for s in policy.step_policies]
+    for metric in metrics + [s.metric for s in policy.hosts.policies]:
         values = {query.id: 1.0 for query in metric.queries}
-        assert evaluate(metric.expression, values) is not None
+        assert evaluate_spec(metric.expression, metric.parts, values) is not None
         assert metric.period_seconds == 60
+        # Each query is read and each id defined before it is used; one definition per id.
+        defined = {query.id for query in metric.queries}
+        assert len(defined) == len(metric.queries)
+        used: set[str] = set()
+        for name, expression in (*metric.parts, ("result", metric.expression)):
+            assert sla_scaling.referenced_ids(expression) <= defined, name
+            used |= sla_scaling.referenced_ids(expression)
+            defined.add(name)
+        assert {query.id for query in metric.queries} <= used
+        # CloudWatch: at most 10 metrics and 10 expressions in one alarm (PutMetricAlarm, MetricDataQuery).
+        assert len(metric.queries) <= 10
+        assert len(metric.parts) + 1 <= 10
+        assert all(len(e) <= 1024 for _, e in (*metric.parts, ("result", metric.expression)))
 
 
 def test_sla_module_does_not_import_the_cdk() -> None:
@@ -199,8 +323,8 @@ def test_sla_holds_on_every_built_in_profile_and_random_day(worker: WorkerConfig
 
 def test_sla_wake_costs_less_than_immediate_at_low_traffic(worker: WorkerConfig) -> None:
     params = engine.Params.from_worker(worker)
-    # At most this share of wake: immediate's GPU-hours (measured 0.53, 0.63, 0.73).
-    for make, share in ((traffic.quiet_night, 0.6), (traffic.trickle, 0.7), (traffic.two_bursts, 0.8)):
+    # At most this share of wake: immediate's GPU-hours (measured 0.53, 0.35, 0.38).
+    for make, share in ((traffic.quiet_night, 0.6), (traffic.trickle, 0.45), (traffic.two_bursts, 0.5)):
         profile = make()
         sla = engine.simulate(policies.deployed(worker), profile.per_minute, params)
         immediate = engine.simulate(policies.immediate(worker), profile.per_minute, params)
@@ -267,10 +391,10 @@ def test_template_wake_steps_size_the_fleet_from_the_threshold(photo_service: di
     assert config["AdjustmentType"] == "ExactCapacity"
     adjustments = config["StepAdjustments"]
     assert [a["ScalingAdjustment"] for a in adjustments] == [1, 2, 4, 8, 16, 26]
-    # Bounds are offsets from the 23,760 threshold: 1 task up to 85,800 visible, 2 up to 171,600, ...
+    # Bounds are offsets from the 23,760 threshold: 1 task up to 105,600 visible, 2 up to 211,200, ...
     assert adjustments[0]["MetricIntervalLowerBound"] == 0
-    assert adjustments[0]["MetricIntervalUpperBound"] == 85_800 - 23_760
-    assert adjustments[1]["MetricIntervalLowerBound"] == 85_800 - 23_760
+    assert adjustments[0]["MetricIntervalUpperBound"] == 105_600 - 23_760
+    assert adjustments[1]["MetricIntervalLowerBound"] == 105_600 - 23_760
     assert "MetricIntervalUpperBound" not in adjustments[-1]
 
 
@@ -285,9 +409,9 @@ def test_template_guard_reads_running_and_desired_tasks(photo_service: dict[str,
     assert [a["ScalingAdjustment"] for a in _steps(photo_service, "age-guard")["StepAdjustments"]] == [3, 7, 26]
 
 
-def test_template_idle_alarm_returns_to_zero_after_two_minutes(photo_service: dict[str, Any]) -> None:
+def test_template_idle_alarm_returns_to_zero_after_a_minute(photo_service: dict[str, Any]) -> None:
     alarm = _alarm(photo_service, "idle")
-    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["Threshold"]) == (2, 2, 64)
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["Threshold"]) == (1, 1, 64)
     assert alarm["ComparisonOperator"] == "LessThanOrEqualToThreshold"
     (adjustment,) = _steps(photo_service, "idle")["StepAdjustments"]
     assert adjustment["ScalingAdjustment"] == 0
@@ -309,14 +433,35 @@ def test_template_hosts_take_the_fastest_type_first(photo_service: dict[str, Any
     assert rates[0] == max(rates)
 
 
-def test_ratio_targets_at_high_traffic(worker: WorkerConfig) -> None:
-    # The targets the deployed policy meets (docs/scaling.md, "Against the targets"): at most 1.1x the host-aware
-    # oracle on steady and daily, 1.25x on the burst, no photo over the SLA. The low-traffic profiles miss 1.25x
-    # for the capacity provider's 15-minute empty-host tail; the docs say why.
+# The issue's targets: at most 1.1x the host-aware oracle on steady and daily, 1.25x on every profile. Where the
+# deployed policy misses 1.25x (docs/scaling.md, "Against the targets": a wake costs about 4 host-minutes more than
+# the oracle's, the time CloudWatch takes to show the empty queue, and the wake rule cannot know what comes next),
+# the limit is its measured ratio rounded up, so a change that loses ground fails here.
+RATIO_LIMITS = {
+    "steady": 1.1,
+    "daily": 1.1,
+    "burst": 1.25,
+    "quiet-night": 1.25,
+    "random-4": 1.25,
+    "random-5": 1.25,
+    "backfill": 1.3,  # measured 1.29
+    "two-bursts": 1.4,  # 1.39
+    "trickle": 1.85,  # 1.82
+    "random-1": 1.55,  # 1.52
+    "random-2": 1.65,  # 1.61
+    "random-3": 1.7,  # 1.70
+}
+
+
+@pytest.mark.parametrize("name", sorted(RATIO_LIMITS))
+def test_ratio_to_the_oracle(worker: WorkerConfig, name: str) -> None:
     params = engine.Params.from_worker(worker)
-    for make, limit in ((traffic.steady, 1.1), (traffic.daily, 1.1), (traffic.burst, 1.25)):
-        profile = make()
-        outcome = engine.simulate(policies.deployed(worker), profile.per_minute, params)
-        bound = engine.oracle(profile.per_minute, params, worker.scaling.max_tasks)
-        assert outcome.over_sla == 0, profile.name
-        assert outcome.gpu_hours <= limit * bound.gpu_hours, profile.name
+    profile = traffic.PROFILES[name]() if name in traffic.PROFILES else traffic.random_day(int(name.split("-")[1]))
+    outcome = engine.simulate(policies.deployed(worker), profile.per_minute, params)
+    bound = engine.oracle(profile.per_minute, params, worker.scaling.max_tasks)
+    assert outcome.over_sla == 0
+    assert outcome.gpu_hours <= RATIO_LIMITS[name] * bound.gpu_hours
+
+
+def test_ratio_limits_cover_every_built_in_profile_and_random_day() -> None:
+    assert set(RATIO_LIMITS) == set(traffic.PROFILES) | {f"random-{seed}" for seed in range(1, cli.RANDOM_DAYS + 1)}

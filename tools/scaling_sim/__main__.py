@@ -9,7 +9,7 @@ the image pull, a 300 s metric delay, every other spot host of the fallback inst
 throughput of every host with that fallback too (the policy stays the one derived from the YAML).
 
 Prints one Markdown table per profile, or with `--json` a list of objects. `--plot out.png` draws the age of the
-oldest photo against the SLA and the running tasks. `--write-docs` (what `make simulate` runs) rewrites the
+oldest photo against the SLA and the billed hosts. `--write-docs` (what `make simulate` runs) rewrites the
 tables in docs/scaling.md between its markers and docs/scaling.png.
 Exit status: 0; 1 when the deployed or immediate policy leaves a photo over the SLA on any profile, in any case,
 with one line on stderr naming each; 2 with one line on stderr for a bad worker file, traffic file or option.
@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--policy", action="append", choices=policies.POLICY_NAMES, help="policy (repeatable)")
     parser.add_argument("--no-sensitivity", action="store_true", help="nominal timings only")
     parser.add_argument("--json", action="store_true", help="print JSON: a list of objects, one per policy and profile")
-    parser.add_argument("--plot", type=Path, help="write a PNG of age vs the SLA and running tasks")
+    parser.add_argument("--plot", type=Path, help="write a PNG of age vs the SLA and billed hosts")
     parser.add_argument("--write-docs", action="store_true", help="rewrite docs/scaling.md tables and docs/scaling.png")
     return parser.parse_args(argv)
 

@@ -1,24 +1,34 @@
-"""Discrete-time model of the queue, CloudWatch, Application Auto Scaling, the ECS service and its capacity provider.
+"""Discrete-time model of the queue, CloudWatch, Application Auto Scaling, the ECS service, its capacity provider
+and the EC2 Auto Scaling group of its hosts.
 
 Resolution: a fixed tick (TICK_SECONDS, 10 s). Within a tick, in this order:
 1. messages whose visibility timeout ran out become visible again;
-2. on a metric period boundary SQS and Container Insights take a datapoint of the current state
-   (visible, not visible, age of oldest, desired and running tasks); it reaches CloudWatch metric_delay later;
+2. on a metric period boundary SQS, Container Insights and the Auto Scaling group take a datapoint of the current
+   state (visible, not visible, age of oldest, messages sent, desired and running tasks, the group's desired
+   capacity); it reaches CloudWatch metric_delay later;
 3. every minute each alarm looks at the datapoints that have arrived; Application Auto Scaling invokes the
-   policy of every alarm in ALARM (once a minute while it stays there) and applies cooldowns;
+   service's policy of every alarm in ALARM (once a minute while it stays there: CloudWatch repeats Auto Scaling
+   actions while the alarm state lasts, AmazonCloudWatch/latest/monitoring/alarm-actions.html) and applies
+   cooldowns; when managed scaling is off, EC2 Auto Scaling sets the group to the ExactCapacity of every host
+   step policy whose alarm is in ALARM, the largest when several act (no cooldown for step policies);
 4. a spot host whose interruption notice comes (seeded, `spot_interruptions_per_hour`) loses its task at once
    (the worker releases its messages back to the queue on SIGTERM) and is billed two more minutes;
-5. the ECS service starts tasks up to the desired count (a free host: start at once, a host still booting:
-   when it is up, none: launch one, boot + register, pull the image, start) or stops the surplus: tasks not yet
-   started first, then running tasks that hold no messages; a task holding messages has ECS task scale-in
-   protection and is stopped only once it holds none;
-6. photos of the minute arrive, spread evenly over its ticks;
-7. every running task processes its host's rate * tick photos, oldest first; a photo's wait is the end of
+5. hosts: with ECS managed scaling (the reference designs) a task that finds no free host launches one; without
+   it the group launches hosts up to its desired capacity or terminates the surplus, the hosts running a task
+   first (its termination policy knows nothing of tasks; this is the worst case), each billed
+   `host_release_seconds` more (managed draining stops its task first);
+6. the ECS service starts tasks up to the desired count (a free host: start at once, a host still booting:
+   when it is up, none: wait for one, PROVISIONING) or stops the surplus: tasks not yet started first, then
+   running tasks that hold no messages; a task holding messages has ECS task scale-in protection and is stopped
+   only once it holds none;
+7. photos of the minute arrive, spread evenly over its ticks;
+8. every running task processes its host's rate * tick photos, oldest first; a photo's wait is the end of
    the tick it finishes in minus its arrival. A host's rate is its instance type's: every host is the first type,
    as the group's prioritized on-demand and capacity-optimized-prioritized spot strategies ask; with
    `spot_types_in_turn` (a sensitivity case: the first type's spot pools short, as capacity-optimized-prioritized
    allows, since it honours the order only on a best-effort basis) spot hosts take the types in turn;
-8. hosts are billed while booting or up; one left empty for HOST_IDLE_SECONDS is terminated.
+9. hosts are billed while booting, up or draining; with managed scaling one left empty for HOST_IDLE_SECONDS is
+   terminated.
 Waits are therefore exact to one tick. A day is 8,640 ticks; the loop is plain Python over at most max_tasks
 tasks and runs in well under a second.
 """
@@ -28,19 +38,25 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from cdk_constructs.sla_scaling import MetricQuery, ScalingPolicy, StepPolicy, TargetTracking
+from cdk_constructs.sla_scaling import HostScaling, MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
 from stacks.config import WorkerConfig
 from tools.scaling_sim import oracle as host_oracle
-from tools.scaling_sim.metricmath import evaluate
+from tools.scaling_sim.metricmath import evaluate_spec
 
 TICK_SECONDS = 10
-# The capacity provider's managed scaling removes an empty host after its scale-in alarm (15 one-minute datapoints).
+# ECS managed scaling (the reference designs) removes an empty host after its scale-in alarm, 15 one-minute
+# datapoints (AmazonECS/latest/developerguide/managed-scaling-behavior.html, "Managed scale-in behavior").
 HOST_IDLE_SECONDS = 900
+# Without managed scaling, a host the group terminates is billed this long after the decision: ECS managed draining
+# holds the termination in a lifecycle hook until the host runs no task (its task finishes its batch on SIGTERM
+# within seconds), then EC2 shuts it down. An estimate; AWS publishes no figure.
+HOST_RELEASE_SECONDS = 60
 # SQS stops sending metrics for a queue idle for six hours and needs up to 15 minutes to resume after a message.
 SQS_SLEEP_AFTER_SECONDS = 6 * 3600
 SQS_RESUME_SECONDS = 900
@@ -55,6 +71,7 @@ METRIC_SOURCES = {
     ("AWS/SQS", "NumberOfMessagesSent"): "sent",
     ("ECS/ContainerInsights", "DesiredTaskCount"): "desired",
     ("ECS/ContainerInsights", "RunningTaskCount"): "running",
+    ("AWS/AutoScaling", "GroupDesiredCapacity"): "hosts",
 }
 SQS_FIELDS = frozenset({"visible", "inflight", "age", "sent"})
 
@@ -87,6 +104,7 @@ class Params:
     seed: int = 0
     tick_seconds: int = TICK_SECONDS
     host_idle_seconds: int = HOST_IDLE_SECONDS
+    host_release_seconds: int = HOST_RELEASE_SECONDS
     sqs_sleep_after_seconds: int = SQS_SLEEP_AFTER_SECONDS
     sqs_resume_seconds: int = SQS_RESUME_SECONDS
 
@@ -134,6 +152,7 @@ class Series:
     age: Floats
     running: Floats
     desired: Floats
+    hosts: Floats  # billed hosts (booting, up, or draining)
 
 
 @dataclass(frozen=True)
@@ -250,21 +269,30 @@ class Host:
     task: Task | None = None
     idle_since: float = 0.0
     interrupt_at: float = math.inf  # the spot interruption notice
-    gone_at: float = math.inf  # terminated after the notice: billed until then, takes no task
+    gone_at: float = math.inf  # terminated (spot notice, or the group scaled in): billed until then, takes no task
 
 
 @dataclass(eq=False)
 class Task:
-    ready_at: float
-    host: Host
+    ready_at: float  # infinite while it waits for a host (PROVISIONING)
+    host: Host | None
 
 
 class Fleet:
-    """The ECS service (desired count, tasks) on an EC2 capacity provider with one task per GPU host."""
+    """The ECS service (desired count, tasks) on an EC2 capacity provider with one task per GPU host.
 
-    def __init__(self, params: Params, desired: int) -> None:
+    With ECS managed scaling (`hosts` None or managed) a task that finds no free host launches one, and a host left
+    empty for `host_idle_seconds` goes. Without it the group holds `group_desired` hosts, set by its own scaling
+    policies; a task waits (PROVISIONING) until a host is free, and when the group scales in, its termination
+    policy, which knows nothing of tasks, is taken to choose the hosts that run a task first (the worst case):
+    managed draining stops the task, and the service places a replacement on a host that stays.
+    """
+
+    def __init__(self, params: Params, desired: int, hosts: HostScaling | None = None) -> None:
         self.params = params
         self.desired = desired
+        self.managed = hosts is None or hosts.managed
+        self.group_desired = 0 if hosts is None else hosts.min_hosts
         self.tasks: list[Task] = []
         self.hosts: list[Host] = []
         self.spot_launched = 0
@@ -274,9 +302,18 @@ class Fleet:
     def running(self, now: float) -> list[Task]:
         return [task for task in self.tasks if task.ready_at <= now]
 
+    def live_hosts(self) -> list[Host]:
+        return [host for host in self.hosts if host.gone_at == math.inf]
+
     def reconcile(self, now: float, queue: Queue) -> None:
+        if not self.managed:
+            self._reconcile_group(now)
         while len(self.tasks) < self.desired:
             self.tasks.append(self._place(now))
+        if not self.managed:
+            for task in [t for t in self.tasks if t.host is None]:
+                if not self._assign(task, now):
+                    break
         surplus = len(self.tasks) - self.desired
         if surplus <= 0:
             return
@@ -292,22 +329,49 @@ class Fleet:
         for task in running[len(running) - min(surplus, len(running) - holding) :]:
             self._stop(task, now)
 
+    def _reconcile_group(self, now: float) -> None:
+        live = self.live_hosts()
+        while len(live) < self.group_desired:
+            live.append(self._launch(now))
+        surplus = len(live) - self.group_desired
+        if surplus <= 0:
+            return
+        # Busy hosts first, the newest first among equals: the worst the termination policy can do.
+        victims = sorted(live, key=lambda h: (h.task is None, -h.ready_at))[:surplus]
+        for host in victims:
+            host.gone_at = now + self.params.host_release_seconds
+            if host.task is not None:
+                self._stop(host.task, now)
+
+    def _free_hosts(self) -> list[Host]:
+        return [host for host in self.hosts if host.task is None and host.gone_at == math.inf]
+
     def _place(self, now: float) -> Task:
-        p = self.params
-        free = [host for host in self.hosts if host.task is None and host.gone_at == math.inf]
-        # Prefer a host that is up, then the one that comes up first.
-        host = min(free, key=lambda h: h.ready_at) if free else None
-        if host is None:
-            host = self._launch(now)
-        # An image already on the host starts from the local cache.
-        pull = 0 if host.pulled else p.image_pull_seconds
-        task = Task(ready_at=max(now, host.ready_at) + pull + p.task_start_seconds, host=host)
-        host.task, host.pulled = task, True
+        free = self._free_hosts()
+        if not free and not self.managed:
+            return Task(ready_at=math.inf, host=None)
+        task = Task(ready_at=math.inf, host=None)
+        if not free:
+            self._launch(now)
+        self._assign(task, now)
         return task
+
+    def _assign(self, task: Task, now: float) -> bool:
+        """Put a task waiting for a host on the free host that is up first; False when there is none."""
+        free = self._free_hosts()
+        if not free:
+            return False
+        host = min(free, key=lambda h: h.ready_at)
+        # An image already on the host starts from the local cache.
+        pull = 0 if host.pulled else self.params.image_pull_seconds
+        task.ready_at = max(now, host.ready_at) + pull + self.params.task_start_seconds
+        task.host = host
+        host.task, host.pulled = task, True
+        return True
 
     def _launch(self, now: float) -> Host:
         p = self.params
-        live = [h for h in self.hosts if h.gone_at == math.inf]
+        live = self.live_hosts()
         on_demand = sum(1 for h in live if not h.spot)
         above = len(live) + 1 - p.on_demand_base
         spot = on_demand >= p.on_demand_base and (on_demand - p.on_demand_base + 1) * 100 > (
@@ -327,8 +391,9 @@ class Fleet:
 
     def _stop(self, task: Task, now: float) -> None:
         self.tasks.remove(task)
-        task.host.task = None
-        task.host.idle_since = max(now, task.host.ready_at)
+        if task.host is not None:
+            task.host.task = None
+            task.host.idle_since = max(now, task.host.ready_at)
 
     def interrupt_spot(self, now: float, queue: Queue) -> None:
         """Spot hosts whose notice comes now: the task stops (its messages go back on the queue, or reappear after
@@ -347,11 +412,12 @@ class Fleet:
                 queue.hide(min(float(p.batch_size), queue.total), now + p.visibility_timeout_seconds)
 
     def retire_idle_hosts(self, now: float) -> None:
+        """Hosts past their termination leave the bill; with managed scaling so do hosts empty for too long."""
+        idle = self.params.host_idle_seconds if self.managed else math.inf
         self.hosts = [
             h
             for h in self.hosts
-            if now < h.gone_at
-            and (h.task is not None or now - max(h.idle_since, h.ready_at) < self.params.host_idle_seconds)
+            if now < h.gone_at and (h.task is not None or now - max(h.idle_since, h.ready_at) < idle)
         ]
 
 
@@ -372,19 +438,23 @@ class _PolicyState:
 
 
 class AutoScaler:
-    """Alarms and Application Auto Scaling policies of one `ScalingPolicy` over one scalable target."""
+    """Alarms and Application Auto Scaling policies of one `ScalingPolicy` over the service's scalable target, and
+    the EC2 Auto Scaling step policies on the host group when managed scaling is off."""
 
     def __init__(self, policy: ScalingPolicy) -> None:
         self.policy = policy
         self.tracking = {tt.name: _PolicyState() for tt in policy.target_tracking}
         self.steps = {sp.name: _PolicyState() for sp in policy.step_policies}
+        self.host_steps = {sp.name: _PolicyState() for sp in policy.hosts.policies}
 
     def observe(self, snapshot: dict[str, float | None]) -> None:
         """One datapoint has reached CloudWatch: evaluate every policy's metric math on it."""
         for tt in self.policy.target_tracking:
-            self.tracking[tt.name].values.append(_metric_value(tt.metric.expression, tt.metric.queries, snapshot))
+            self.tracking[tt.name].values.append(metric_value(tt.metric, snapshot))
         for sp in self.policy.step_policies:
-            self.steps[sp.name].values.append(_metric_value(sp.metric.expression, sp.metric.queries, snapshot))
+            self.steps[sp.name].values.append(metric_value(sp.metric, snapshot))
+        for sp in self.policy.hosts.policies:
+            self.host_steps[sp.name].values.append(metric_value(sp.metric, snapshot))
 
     def evaluate(self, now: float, desired: int) -> int:
         """Invoke the policies whose alarms are in ALARM; returns the new desired count."""
@@ -393,6 +463,20 @@ class AutoScaler:
         for sp in self.policy.step_policies:
             desired = self._step(sp, self.steps[sp.name], now, desired)
         return desired
+
+    def evaluate_hosts(self, hosts: int) -> int:
+        """The group's desired capacity after the EC2 Auto Scaling step policies whose alarms are in ALARM: each
+        sets its step's ExactCapacity (step policies have no cooldown), and when several act at once the group
+        takes the largest capacity (EC2 Auto Scaling, "Multiple dynamic scaling policies")."""
+        wanted: list[int] = []
+        for sp in self.policy.step_policies:
+            if sp.host_steps:
+                wanted += _exact(sp, sp.host_steps, self.steps[sp.name])
+        for sp in self.policy.hosts.policies:
+            wanted += _exact(sp, sp.steps, self.host_steps[sp.name])
+        if not wanted:
+            return hosts
+        return max(self.policy.hosts.min_hosts, min(self.policy.hosts.max_hosts, max(wanted)))
 
     def _clamp(self, capacity: int) -> int:
         return max(self.policy.min_capacity, min(self.policy.max_capacity, capacity))
@@ -427,12 +511,10 @@ class AutoScaler:
         return desired
 
     def _step(self, sp: StepPolicy, state: _PolicyState, now: float, desired: int) -> int:
-        recent = state.values[-sp.evaluation_periods :]
-        below = sp.comparison == "LessThanOrEqualToThreshold"
-        breaching = sum(1 for v in recent if v is not None and (v <= sp.threshold if below else v >= sp.threshold))
-        value = recent[-1] if recent else None
-        if breaching < sp.datapoints_to_alarm or value is None:
+        value = _alarm_value(sp, state)
+        if value is None:
             return desired
+        below = sp.comparison == "LessThanOrEqualToThreshold"
         step = next((s for s in sp.steps if s.contains(value, below_threshold=below)), None)
         if step is None:
             return desired
@@ -449,6 +531,26 @@ class AutoScaler:
         return desired
 
 
+def _alarm_value(sp: StepPolicy, state: _PolicyState) -> float | None:
+    """The latest datapoint while the alarm is in ALARM (datapoints_to_alarm of the last evaluation_periods
+    breach), else None."""
+    recent = state.values[-sp.evaluation_periods :]
+    below = sp.comparison == "LessThanOrEqualToThreshold"
+    breaching = sum(1 for v in recent if v is not None and (v <= sp.threshold if below else v >= sp.threshold))
+    value = recent[-1] if recent else None
+    return value if breaching >= sp.datapoints_to_alarm else None
+
+
+def _exact(sp: StepPolicy, steps: tuple[Step, ...], state: _PolicyState) -> list[int]:
+    """The ExactCapacity an alarm in ALARM asks of the group through `steps` ([] when none applies)."""
+    value = _alarm_value(sp, state)
+    if value is None:
+        return []
+    below = sp.comparison == "LessThanOrEqualToThreshold"
+    step = next((s for s in steps if s.contains(value, below_threshold=below)), None)
+    return [] if step is None else [step.adjustment]
+
+
 def _adjust(sp: StepPolicy, adjustment: int, capacity: int) -> int:
     if sp.adjustment_type == "ExactCapacity":
         return adjustment
@@ -460,9 +562,11 @@ def _adjust(sp: StepPolicy, adjustment: int, capacity: int) -> int:
     return capacity + change
 
 
-def _metric_value(expression: str, queries: tuple[MetricQuery, ...], snapshot: dict[str, float | None]) -> float | None:
-    values = {query.id: snapshot[METRIC_SOURCES[(query.namespace, query.metric_name)]] for query in queries}
-    return evaluate(expression, values)
+def metric_value(metric: MetricSpec, snapshot: Mapping[str, float | None]) -> float | None:
+    """The value of `metric` on one datapoint: its queries read from the snapshot, then its parts, then the
+    expression."""
+    values = {query.id: snapshot[METRIC_SOURCES[(query.namespace, query.metric_name)]] for query in metric.queries}
+    return evaluate_spec(metric.expression, metric.parts, values)
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -484,13 +588,14 @@ def simulate(
     drain = 2 * p.sla_seconds // 60 if drain_minutes is None else drain_minutes
     n_ticks = (len(per_minute) + drain) * ticks_per_minute
     queue = Queue()
-    fleet = Fleet(p, desired=policy.min_capacity)
+    fleet = Fleet(p, desired=policy.min_capacity, hosts=policy.hosts)
     scaler = AutoScaler(policy)
     pending: deque[tuple[float, dict[str, float | None]]] = deque()
     waits = np.zeros(n_ticks + 2)  # photos finished per wait, in ticks
     age = np.zeros(n_ticks)
     running_series = np.zeros(n_ticks)
     desired_series = np.zeros(n_ticks)
+    host_series = np.zeros(n_ticks)
     host_seconds = 0.0
     scale_events = 0
     last_active = 0.0  # the queue is awake when the run starts; only silence within the run puts it to sleep
@@ -518,6 +623,7 @@ def simulate(
                 "age": queue.oldest_age(now) if sqs_up else None,
                 "desired": float(fleet.desired),
                 "running": float(len(running)),
+                "hosts": float(len(fleet.live_hosts()) if fleet.managed else fleet.group_desired),
                 # Messages sent during the period now ending (a Sum over the period).
                 "sent": round(sent, 6) if sqs_up else None,
             }
@@ -530,6 +636,8 @@ def simulate(
             if desired != fleet.desired:
                 scale_events += 1
                 fleet.desired = desired
+            if not fleet.managed:
+                fleet.group_desired = scaler.evaluate_hosts(fleet.group_desired)
         fleet.interrupt_spot(now, queue)
         fleet.reconcile(now, queue)
 
@@ -543,13 +651,18 @@ def simulate(
         age[i] = queue.oldest_age(now)
 
         end = now + dt
-        capacity = sum(task.host.rate * (end - max(task.ready_at, now)) for task in fleet.tasks if task.ready_at < end)
+        capacity = sum(
+            task.host.rate * (end - max(task.ready_at, now))
+            for task in fleet.tasks
+            if task.host is not None and task.ready_at < end
+        )
         last_done = 0.0
         for arrival, count in queue.take(capacity):
             waits[round((end - arrival) / dt)] += count
             last_done += count
         running_series[i] = sum(1 for task in fleet.tasks if task.ready_at <= now)
         desired_series[i] = fleet.desired
+        host_series[i] = len(fleet.hosts)
         host_seconds += len(fleet.hosts) * dt
         fleet.retire_idle_hosts(end)
 
@@ -562,6 +675,7 @@ def simulate(
         age,
         running_series,
         desired_series,
+        host_series,
         host_seconds,
         scale_events,
         queue,
@@ -579,6 +693,7 @@ def _outcome(
     age: Floats,
     running: Floats,
     desired: Floats,
+    hosts: Floats,
     host_seconds: float,
     scale_events: int,
     queue: Queue,
@@ -604,7 +719,9 @@ def _outcome(
         peak_tasks=int(running.max(initial=0)),
         zero_minutes=float((desired == 0).sum() * dt / 60),
         interruptions=interruptions,
-        series=Series(seconds=np.arange(n_ticks, dtype=np.float64) * dt, age=age, running=running, desired=desired),
+        series=Series(
+            seconds=np.arange(n_ticks, dtype=np.float64) * dt, age=age, running=running, desired=desired, hosts=hosts
+        ),
     )
 
 
@@ -702,5 +819,6 @@ def oracle(per_minute: Floats, params: Params, max_tasks: int, *, profile: str =
             age=np.full(len(hosts), math.nan),
             running=hosts,
             desired=hosts,
+            hosts=hosts,
         ),
     )

@@ -1,15 +1,16 @@
 """A small evaluator for the CloudWatch metric math the scaling policy deploys, so the simulator computes the
 metric from the policy's own expression rather than from a copy of it.
 
-Supported: numbers, metric ids, + - * /, one comparison (< <= > >= == !=, giving 1 or 0), IF(cond, a, b) and
-FILL(metric, value). A missing metric (None) makes the datapoint missing unless FILL supplies a value.
+Supported: numbers, metric ids, + - * /, one comparison (< <= > >= == !=, giving 1 or 0), IF(cond, a, b),
+FILL(metric, value) and CEIL(value). A missing metric (None) makes the datapoint missing unless FILL supplies a value.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
 _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
@@ -43,6 +44,16 @@ def _parse(expression: str) -> ast.expr:
 def evaluate(expression: str, values: Mapping[str, float | None]) -> float | None:
     """The value of `expression` given one datapoint per metric id; None when a needed metric is missing."""
     return _eval(_parse(expression), values)
+
+
+def evaluate_spec(
+    expression: str, parts: Sequence[tuple[str, str]], values: Mapping[str, float | None]
+) -> float | None:
+    """`expression` after its named parts, each evaluated in order and usable by the later ones by name."""
+    scope = dict(values)
+    for name, part in parts:
+        scope[name] = evaluate(part, scope)
+    return evaluate(expression, scope)
 
 
 def _eval(node: ast.expr, values: Mapping[str, float | None]) -> float | None:
@@ -82,4 +93,7 @@ def _call(name: str, args: list[ast.expr], values: Mapping[str, float | None]) -
     if name == "FILL" and len(args) == 2:
         value = _eval(args[0], values)
         return _eval(args[1], values) if value is None else value
+    if name == "CEIL" and len(args) == 1:
+        value = _eval(args[0], values)
+        return None if value is None else float(math.ceil(value))
     raise MetricMathError(f"unsupported metric math function {name}({len(args)} arguments)")

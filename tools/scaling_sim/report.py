@@ -147,7 +147,8 @@ def _rounded(value: float | None) -> float | None:
 
 
 def plot(path: Path, runs: Sequence[ProfileRun], sla_seconds: int, names: Sequence[str]) -> None:
-    """One column per profile: age of the oldest photo against the SLA line (top), running tasks (bottom)."""
+    """One column per profile: age of the oldest photo against the SLA line (top), billed hosts (bottom: booting,
+    running a task, idle or draining; the oracle's are its relaxation's hosts)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,13 +174,13 @@ def plot(path: Path, runs: Sequence[ProfileRun], sla_seconds: int, names: Sequen
                 style["linestyle"] = ":"
             else:
                 age_ax.plot(hours, series.age / 60, label=outcome.policy, **style)
-            task_ax.plot(hours, series.running, label=outcome.policy, **style)
+            task_ax.plot(hours, series.hosts, label=outcome.policy, **style)
         age_ax.axhline(sla_seconds / 60, color="red", linewidth=1.0, linestyle="--", label="SLA")
         age_ax.set_title(run.traffic.name)
         task_ax.set_xlabel("hours")
         if column == 0:
             age_ax.set_ylabel("age of oldest photo (min)")
-            task_ax.set_ylabel("running tasks (oracle: its relaxation's hosts)")
+            task_ax.set_ylabel("hosts billed (oracle: its relaxation's)")
     axes[0][0].legend(loc="upper left", fontsize="small")
     axes[1][0].legend(loc="upper left", fontsize="small")
     fig.tight_layout()
