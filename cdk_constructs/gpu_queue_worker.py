@@ -5,15 +5,18 @@ docstring has the formula), deployed here without change so that `python -m tool
 what runs:
 
 - target tracking on backlog per task = (visible + in flight) / desired tasks, 1-minute metric math, target =
-  images one task clears in `acceptable` seconds (35% of the SLA less the time a new task needs to start);
+  images one task clears in `acceptable` seconds (a share of the SLA less the time a new task needs to start);
 - step scaling on the age of the oldest message (25/50/75% of the SLA add 10%/25%/100% of max tasks);
-- with `min_tasks: 0`, a wake-up step policy on visible messages while no task runs, and an idle policy that returns
-  to zero after `scale_in_idle_minutes` with nothing visible or in flight. In-flight messages count everywhere, so
-  the fleet never shrinks under work in hand; tasks holding messages also set ECS task scale-in protection.
+- with `min_tasks: 0`, a wake-up step policy (when the SLA's slack runs low, or on the first photo with
+  `wake: immediate`) and an idle policy that returns to zero once the queue is drained. In-flight messages count
+  everywhere, so the fleet never shrinks under work in hand; tasks holding messages also set ECS task scale-in
+  protection;
+- the GPU hosts: ECS managed scaling is off and EC2 Auto Scaling step policies (ExactCapacity) size the group from
+  the same metrics, the wake and idle alarms acting on the tasks and the hosts at once; managed draining lets a
+  task stop before its host terminates.
 
 Unlike CDK's QueueProcessingEc2Service, the queue scales on an SLA rather than on depth alone, busy tasks are never
-scaled in, and the GPU hosts follow the tasks through a capacity provider with managed scaling and termination
-protection.
+scaled in, and the GPU hosts go as soon as the tasks do, not after the capacity provider's empty-host tail.
 """
 
 from __future__ import annotations
@@ -197,7 +200,7 @@ class GpuQueueWorker(Construct):
             "Hosts",
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            min_capacity=0,
+            min_capacity=0 if self.policy.hosts.managed else self.policy.hosts.min_hosts,
             max_capacity=max(1, self.policy.max_capacity),
             mixed_instances_policy=autoscaling.MixedInstancesPolicy(
                 launch_template=launch_template,
@@ -214,7 +217,9 @@ class GpuQueueWorker(Construct):
                 ),
             ),
             capacity_rebalance=True,
-            new_instances_protected_from_scale_in=True,
+            # Managed termination protection needs every host protected from scale-in; without managed scaling the
+            # group's own policies scale in, and managed draining (below) lets a host's task stop first.
+            new_instances_protected_from_scale_in=self.policy.hosts.managed,
             group_metrics=[autoscaling.GroupMetrics.all()],
             notifications=None,
         )
@@ -222,8 +227,16 @@ class GpuQueueWorker(Construct):
             self,
             "CapacityProvider",
             auto_scaling_group=self.auto_scaling_group,
-            enable_managed_scaling=True,
-            enable_managed_termination_protection=True,
+            # Off (`derive_policy` sizes the hosts itself): from zero managed scaling starts two hosts and it keeps
+            # an empty host about 15 minutes (15 datapoints, AmazonECS/latest/developerguide/
+            # managed-scaling-behavior.html); the group's step policies in gpu_worker_scaling.py size it from the
+            # same metrics as the tasks instead. Managed termination protection works only with managed scaling
+            # (ECS API reference, AutoScalingGroupProviderUpdate).
+            enable_managed_scaling=self.policy.hosts.managed,
+            enable_managed_termination_protection=self.policy.hosts.managed,
+            # Covers the group's scale-in (managed-instance-draining.html): a host the group picks while it runs a
+            # task has the task stopped (the worker finishes its batch on SIGTERM) before it terminates, and the
+            # service starts the replacement on a host that stays.
             enable_managed_draining=True,
             target_capacity_percent=100,
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
@@ -294,6 +307,9 @@ class GpuQueueWorker(Construct):
     def _teardown(self, spec: WorkerSpec) -> None:
         """Let `cdk destroy` finish: with managed termination protection, ECS marks every host protected from
         scale-in, and CloudFormation's own ASG deletion waits forever for hosts it may not terminate (aws-cdk#18179).
+        Without managed scaling new hosts are not protected, but hosts launched before that change keep their
+        protection, and managed draining's lifecycle hook holds a host that still runs a task; the forced delete
+        covers both.
 
         This custom resource is deleted after the capacity provider and its cluster association (they depend on it)
         and before the group (it depends on the group); its delete call force-deletes the group, which terminates

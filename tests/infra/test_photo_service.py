@@ -67,11 +67,14 @@ def test_instance_types_and_spot_mix_come_from_the_yaml(t: dict[str, Any]) -> No
     assert policy["InstancesDistribution"]["OnDemandPercentageAboveBaseCapacity"] == 25
 
 
-def test_capacity_provider_has_managed_scaling_and_termination_protection(t: dict[str, Any]) -> None:
+def test_capacity_provider_drains_hosts_the_groups_own_policies_scale_in(t: dict[str, Any]) -> None:
+    # ECS managed scaling keeps an empty host 15 minutes; the group's step policies (tests/tools/test_sla_scaling.py)
+    # size it instead, and managed draining lets a host's task stop before the host terminates.
     provider = one(t, "AWS::ECS::CapacityProvider")["AutoScalingGroupProvider"]
-    assert provider["ManagedScaling"]["Status"] == "ENABLED"
-    assert provider["ManagedTerminationProtection"] == "ENABLED"
-    assert one(t, "AWS::AutoScaling::AutoScalingGroup")["NewInstancesProtectedFromScaleIn"] is True
+    assert "ManagedScaling" not in provider
+    assert provider["ManagedTerminationProtection"] == "DISABLED"
+    assert provider["ManagedDraining"] == "ENABLED"
+    assert one(t, "AWS::AutoScaling::AutoScalingGroup").get("NewInstancesProtectedFromScaleIn", False) is False
 
 
 def test_queue_redrives_to_a_longer_lived_dlq(t: dict[str, Any]) -> None:

@@ -417,6 +417,92 @@ def test_template_idle_alarm_returns_to_zero_after_a_minute(photo_service: dict[
     assert adjustment["ScalingAdjustment"] == 0
 
 
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def _group_policy(template: dict[str, Any], alarm: dict[str, Any]) -> dict[str, Any]:
+    """The EC2 Auto Scaling policy among the alarm's actions (there is exactly one)."""
+    group_policies = _resources(template, "AWS::AutoScaling::ScalingPolicy")
+    (ref,) = [a["Ref"] for a in alarm["AlarmActions"] if isinstance(a, dict) and a.get("Ref") in group_policies]
+    return group_policies[ref]
+
+
+def test_template_hosts_leave_ecs_managed_scaling_for_managed_draining(photo_service: dict[str, Any]) -> None:
+    (provider,) = _resources(photo_service, "AWS::ECS::CapacityProvider").values()
+    group_provider = provider["AutoScalingGroupProvider"]
+    assert group_provider.get("ManagedScaling", {}).get("Status", "DISABLED") == "DISABLED"
+    assert group_provider["ManagedTerminationProtection"] == "DISABLED"
+    assert group_provider["ManagedDraining"] == "ENABLED"
+    (group,) = _resources(photo_service, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert group.get("NewInstancesProtectedFromScaleIn", False) is False
+    assert (group["MinSize"], group["MaxSize"]) == ("0", "26")
+    assert "DesiredCapacity" not in group  # the scaling policies own it; a deploy must not reset it
+    # GroupDesiredCapacity, which the group's alarms read, is published only with metrics collection on.
+    assert group["MetricsCollection"] == [{"Granularity": "1Minute"}]
+
+
+@pytest.mark.parametrize(("policy", "adjustments"), [("wake", [1, 2, 4, 8, 16, 26]), ("idle", [0])])
+def test_template_wake_and_idle_alarms_set_the_hosts_too(
+    photo_service: dict[str, Any], policy: str, adjustments: list[int]
+) -> None:
+    alarm = _alarm(photo_service, policy)
+    service_policies = _resources(photo_service, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    assert sum(1 for a in alarm["AlarmActions"] if a.get("Ref") in service_policies) == 1
+    hosts = _group_policy(photo_service, alarm)
+    assert (hosts["PolicyType"], hosts["AdjustmentType"]) == ("StepScaling", "ExactCapacity")
+    assert "Cooldown" not in hosts  # valid only for simple scaling
+    assert [a["ScalingAdjustment"] for a in hosts["StepAdjustments"]] == adjustments
+    # The same bounds as the service's steps (offsets from the same threshold).
+    service = _steps(photo_service, policy)["StepAdjustments"]
+    assert [{k: v for k, v in a.items() if k != "ScalingAdjustment"} for a in hosts["StepAdjustments"]] == [
+        {k: v for k, v in a.items() if k != "ScalingAdjustment"} for a in service
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "datapoints", "adjustments"),
+    [
+        ("hosts-follow", 1, [*range(1, 15), 16, 18, 20, 22, 24, 26]),
+        ("hosts-trim", 2, [*range(1, 15), 16, 18, 20, 22, 24, 26]),
+        ("hosts-release", 3, [0]),
+    ],
+)
+def test_template_group_alarms_follow_trim_and_release(
+    photo_service: dict[str, Any], worker: WorkerConfig, policy: str, datapoints: int, adjustments: list[int]
+) -> None:
+    alarm = _alarm(photo_service, policy)
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["Threshold"]) == (datapoints, datapoints, 1)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "ignore"
+    assert len(alarm["AlarmActions"]) == 1  # the group only
+    hosts = _group_policy(photo_service, alarm)
+    assert hosts["AdjustmentType"] == "ExactCapacity"
+    (group_id,) = _resources(photo_service, "AWS::AutoScaling::AutoScalingGroup")
+    assert hosts["AutoScalingGroupName"] == {"Ref": group_id}
+    assert [a["ScalingAdjustment"] for a in hosts["StepAdjustments"]] == adjustments
+    # The metric math as derive_policy wrote it: each named part its own expression, the result the last.
+    spec = next(p for p in derive_policy(worker).hosts.policies if p.name == policy).metric
+    expressions = {m["Id"]: m["Expression"] for m in alarm["Metrics"] if "Expression" in m}
+    (result,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData")]
+    assert result == spec.expression
+    assert {name: expressions[name] for name, _ in spec.parts} == dict(spec.parts)
+    stats = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert stats["hosts"]["Metric"]["MetricName"] == "GroupDesiredCapacity"
+    assert stats["hosts"]["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": {"Ref": group_id}}]
+    assert stats["tasks"]["Stat"] == stats["running"]["Stat"] == "Maximum"
+
+
+def test_template_alarms_fit_cloudwatch_metric_math_limits(photo_service: dict[str, Any]) -> None:
+    # PutMetricAlarm: at most 10 MetricStat and 10 Expression structures, one of them returning data.
+    for alarm in _resources(photo_service, "AWS::CloudWatch::Alarm").values():
+        metrics = alarm.get("Metrics", [])
+        assert sum(1 for m in metrics if "MetricStat" in m) <= 10
+        assert sum(1 for m in metrics if "Expression" in m) <= 10
+        if metrics:
+            assert sum(1 for m in metrics if m.get("ReturnData", True)) == 1
+
+
 def test_template_hosts_take_the_fastest_type_first(photo_service: dict[str, Any], worker: WorkerConfig) -> None:
     # The simulator's nominal fleet (and the oracle) is all of the first type: the group must ask for it first, on
     # demand and spot alike; the fallback type's share is the simulator's sensitivity case.
