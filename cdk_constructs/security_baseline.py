@@ -176,7 +176,7 @@ class SecurityBaseline(Construct):
                 standard = securityhub.CfnStandard(
                     self, name, standards_arn=f"arn:{stack.partition}:securityhub:{stack.region}::{path}"
                 )
-                standard.add_dependency(self.hub)
+                standard.node.add_dependency(self.hub)
             self._forward(
                 "SecurityHubFindings",
                 "Security Hub findings rated HIGH or CRITICAL, new and active",
