@@ -142,4 +142,3 @@ def require_tool(name: str, install: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: {install} (`make prereqs` lists what the tests need)")
     return found
-
