@@ -136,6 +136,19 @@ class PhotoServiceStack(ZonedStack):
                 s3n.SqsDestination(service.queue),
                 s3.NotificationKeyFilter(prefix=worker.input_prefix),
             )
+            # SqsDestination admits S3 for the bucket's ARN only; the S3 guide's queue policy also requires the
+            # bucket owner's account (grant-destinations-permissions-to-s3.html), since a deleted bucket's name can
+            # be taken by anyone. A deny keeps the library's own statement as it is.
+            service.queue.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="OnlyThisAccountsBuckets",
+                    effect=iam.Effect.DENY,
+                    principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                    actions=["sqs:SendMessage"],
+                    resources=[service.queue.queue_arn],
+                    conditions={"StringNotEquals": {"aws:SourceAccount": self.account}},
+                )
+            )
             self.workers[worker.name] = service
             CfnOutput(self, f"{service.node.id}QueueUrl", value=service.queue.queue_url)
 

@@ -33,6 +33,11 @@ def upload_queue(asm: Assembly) -> Target:
     return replace(queue, context={**queue.context, **source})
 
 
+def upload_queue_owned_by(account: str) -> Any:
+    """The upload queue as S3 reaches it for a bucket of the upload bucket's name owned by `account`."""
+    return lambda asm: replace(upload_queue(asm), context={**upload_queue(asm).context, "aws:SourceAccount": account})
+
+
 def notification(case_id: str, action: str) -> Case:
     return Case(case_id, service("s3.amazonaws.com"), action, upload_queue, "allow",
                 "S3 sends an upload's event to the queue", S3_TO_SQS)  # fmt: skip
@@ -68,6 +73,10 @@ CASES = [
          "another bucket cannot feed the queue", S3_TO_SQS,
          {"aws:SourceArn": "arn:aws:s3:::someone-elses-bucket", "aws:SourceAccount": "333333333333",
           "aws:SecureTransport": "true"}),
+    Case("s3-our-bucket-name-in-another-account", service("s3.amazonaws.com"), "sqs:SendMessage",
+         upload_queue_owned_by("333333333333"), "deny",
+         "a deleted bucket's name can be taken by another account: the page's policy also requires the bucket owner",
+         S3_TO_SQS),
     *flow_log_cases("Management"),
     *flow_log_cases("Production"),
 ]  # fmt: skip
