@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import jsii
-from aws_cdk import IAspect, RemovalPolicy, Stack
+from aws_cdk import CfnResource, IAspect, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -48,19 +50,49 @@ def stack_logs_key(scope: Construct) -> kms.Key:
     )
 
 
+def is_plain_function(node: IConstruct) -> TypeGuard[CfnResource]:
+    """Whether `node` is a function aws-cdk-lib writes as a plain `AWS::Lambda::Function` CfnResource rather than
+    through `lambda.Function`: its custom-resource handlers (bucket notifications, the default security group)."""
+    return (
+        isinstance(node, CfnResource)
+        and not isinstance(node, lambda_.CfnFunction)
+        and node.cfn_resource_type == "AWS::Lambda::Function"
+    )
+
+
+# How long the logs of aws-cdk-lib's deploy-time functions are kept (the project's functions choose their own).
+LIBRARY_FUNCTION_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+
+
 @jsii.implements(IAspect)
 class EncryptedFunctionLogs:
-    """Encrypts, with the stack's logs key, every log group that aws-cdk-lib creates for a function by itself.
+    """Gives every function aws-cdk-lib creates by itself an encrypted log group with a retention.
 
-    With `@aws-cdk/aws-lambda:useCdkManagedLogGroup` a function given no log group gets `/aws/lambda/<name>` as its
-    own child, unencrypted: the library's singletons are made that way (the AwsCustomResource provider, shared by all
-    AwsCustomResources of a stack). Keying the group they already have keeps its logical ID and needs no change where
-    they are used. The project's functions (PythonLambda) bring their own encrypted group.
+    - With `@aws-cdk/aws-lambda:useCdkManagedLogGroup` a `lambda.Function` given no log group gets `/aws/lambda/<name>`
+      as its own child, unencrypted: the AwsCustomResource provider is made that way. Its group gets the stack's key,
+      which keeps its logical ID and needs no change where it is used.
+    - The library's custom-resource handlers written as a plain `AWS::Lambda::Function` CfnResource (bucket
+      notifications, the default security group's restriction) have no group in the template: Lambda would create
+      one at their first run, unencrypted and kept forever. They get one here, and their `LoggingConfig` points to it.
+    The project's functions (PythonLambda) bring their own encrypted group.
     """
 
     def visit(self, node: IConstruct) -> None:
-        if not (isinstance(node, logs.LogGroup) and isinstance(node.node.scope, lambda_.Function)):
-            return
-        cfn = node.node.default_child
-        if isinstance(cfn, logs.CfnLogGroup) and cfn.kms_key_id is None:
-            cfn.kms_key_id = stack_logs_key(node).key_arn
+        if isinstance(node, logs.LogGroup) and isinstance(node.node.scope, lambda_.Function):
+            cfn = node.node.default_child
+            if isinstance(cfn, logs.CfnLogGroup) and cfn.kms_key_id is None:
+                cfn.kms_key_id = stack_logs_key(node).key_arn
+        elif (
+            is_plain_function(node)
+            and isinstance(handler := node.node.scope, Construct)
+            and handler.node.try_find_child("LogGroup") is None
+        ):
+            group = logs.LogGroup(
+                handler,
+                "LogGroup",
+                retention=LIBRARY_FUNCTION_LOG_RETENTION,
+                encryption_key=stack_logs_key(node),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            node.add_property_override("LoggingConfig.LogGroup", group.log_group_name)
+            node.node.add_dependency(group)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, CfnResource, Duration, RemovalPolicy
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sns as sns
@@ -15,6 +14,7 @@ from constructs import Construct
 
 from cdk_constructs.access_logs import access_log_bucket
 from cdk_constructs.gpu_queue_worker import GpuQueueWorker, WorkerSpec
+from cdk_constructs.logs_key import is_plain_function
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.sla_scaling import derive_policy
 from cdk_constructs.upload_api import PhotoApi, UploadBucket
@@ -172,16 +172,10 @@ class PhotoServiceStack(ZonedStack):
 def _bucket_notifications_handler(scope: Construct) -> Construct | None:
     """The function aws-cdk-lib adds to a stack to set bucket notifications at deploy time, found by type.
 
-    It is the only function written as a plain `AWS::Lambda::Function` CfnResource instead of `lambda.Function`; its
-    construct ID is an internal of aws-cdk-lib, so it is not looked up by name.
+    It is this stack's only function written as a plain `AWS::Lambda::Function` CfnResource (no VPC lives here, so no
+    default-security-group handler); its construct ID is an internal of aws-cdk-lib, so it is not looked up by name.
     """
-    found = [
-        node.node.scope
-        for node in scope.node.find_all()
-        if isinstance(node, CfnResource)
-        and not isinstance(node, lambda_.CfnFunction)
-        and node.cfn_resource_type == "AWS::Lambda::Function"
-    ]
+    found = [node.node.scope for node in scope.node.find_all() if is_plain_function(node)]
     if len(found) > 1:
         raise ValueError(f"expected at most one bucket-notifications handler, found {len(found)}")
     return found[0] if found and isinstance(found[0], Construct) else None

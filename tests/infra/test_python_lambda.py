@@ -7,10 +7,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cdk_constructs.python_lambda import _stage, layer_parts
+from tests.infra.conftest import resources_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,3 +61,24 @@ def test_slack_module_imports_from_the_layer_alone(layer: Path) -> None:
         check=True,
     )
     assert all(Path(line).is_relative_to(layer) for line in result.stdout.splitlines())
+
+
+def test_every_function_logs_to_an_encrypted_group_with_a_retention(templates: dict[str, dict[str, Any]]) -> None:
+    # Including aws-cdk-lib's own functions: a group Lambda creates at the first run would be unencrypted and kept
+    # forever (cdk_constructs/logs_key.py, EncryptedFunctionLogs).
+    missing = []
+    for stack, body in templates.items():
+        resources = body["Resources"]
+        for logical_id, function in resources_of(body, "AWS::Lambda::Function").items():
+            via_config = function["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
+            named = [
+                group_id
+                for group_id, group in resources_of(body, "AWS::Logs::LogGroup").items()
+                if group["Properties"].get("LogGroupName") == {"Fn::Join": ["", ["/aws/lambda/", {"Ref": logical_id}]]}
+            ]
+            group_id = via_config or (named[0] if named else None)
+            group = resources.get(group_id, {}).get("Properties", {}) if group_id else {}
+            if not ("KmsKeyId" in group and "RetentionInDays" in group):
+                missing.append(f"{stack}/{logical_id}")
+    assert templates
+    assert not missing, f"functions without an encrypted, expiring log group: {missing}"
