@@ -210,6 +210,8 @@ def _failures() -> Iterator[None]:
         raise _refused(str(exc.response.get("error") or "unknown_error"), exc.response.status_code) from exc
     except OSError as exc:  # URLError, refused connections, timeouts, once the connection handler gave up
         raise _refused(f"network: {getattr(exc, 'reason', exc)}", None) from exc
+    except ValueError as exc:  # an answer that starts like JSON and is not (slack_sdk parses it and lets this out)
+        raise _refused("invalid_response", None) from exc
 
 
 def _refused(error: str, status: int | None) -> SlackError:

@@ -140,6 +140,14 @@ def test_web_api_ok_false_raises_without_retry(slack_server: SlackServer) -> Non
     assert len(slack_server.requests) == 1
 
 
+def test_web_api_answer_that_is_not_json_raises_slack_error(slack_server: SlackServer) -> None:
+    # slack_sdk raises a bare ValueError for a body that starts like JSON and is not; callers only know SlackError.
+    slack_server.responses.append((200, b'{"ok": tru'))
+    with pytest.raises(SlackError, match="invalid_response") as caught:
+        post_message(SlackTarget(bot_token="xoxb-t", channel="C9"), text="x", api_base=slack_server.url, retry=FAST)
+    assert caught.value.retryable is True
+
+
 def test_web_api_ratelimited_error_is_retried(slack_server: SlackServer, waits: list[float]) -> None:
     slack_server.responses.extend([(200, b'{"ok": false, "error": "ratelimited"}'), (200, b'{"ok": true}')])
     target = SlackTarget(bot_token="xoxb-t", channel="C9")
