@@ -71,13 +71,10 @@ def layer_parts() -> dict[str, Path]:
 def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVersion, kms.Key]:
     """The per-stack layer (`lambdas/common` and slack_sdk), the Powertools layer and the key for Lambda log groups."""
     stack = Stack.of(scope)
-    existing = stack.node.try_find_child("LambdaCommon")
-    if isinstance(existing, Construct):
-        common = stack.node.find_child("LambdaCommonLayer")
-        powertools = stack.node.find_child("PowertoolsLayer")
-        key = stack_logs_key(stack)
-        return common, powertools, key  # type: ignore[return-value]
-    Construct(stack, "LambdaCommon")
+    key = stack_logs_key(stack)
+    existing = stack.node.try_find_child("LambdaCommonLayer")
+    if isinstance(existing, lambda_.LayerVersion):
+        return existing, stack.node.find_child("PowertoolsLayer"), key  # type: ignore[return-value]
     common = lambda_.LayerVersion(
         stack,
         "LambdaCommonLayer",
@@ -89,7 +86,6 @@ def _shared(scope: Construct) -> tuple[lambda_.ILayerVersion, lambda_.ILayerVers
     powertools = lambda_.LayerVersion.from_layer_version_arn(
         stack, "PowertoolsLayer", ssm.StringParameter.value_for_string_parameter(stack, POWERTOOLS_LAYER_PARAMETER)
     )
-    key = stack_logs_key(stack)
     return common, powertools, key
 
 
