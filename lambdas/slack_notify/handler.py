@@ -9,7 +9,7 @@ on its depth). Formatting lives in :mod:`lambdas.slack_notify.logic`; posting in
 
 Environment variables:
     MLBASE_SLACK_SECRET_ARN          Secrets Manager secret holding ``{"webhook_url": ...}`` or
-                                     ``{"bot_token": ..., "channel": ...}`` (required); read once per container
+                                     ``{"bot_token": ..., "channel": ...}`` (required); cached for SECRET_MAX_AGE
     MLBASE_SLACK_API_BASE            Slack Web API base URL (default https://slack.com/api)
     MLBASE_SLACK_MAX_ATTEMPTS        Slack calls per message before giving up, 1..10 (default 4)
     MLBASE_SLACK_MAX_DELAY_SECONDS   longest wait between attempts, 0..60 (default 8), plus up to 1 s of jitter;
