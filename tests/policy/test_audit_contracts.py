@@ -207,11 +207,6 @@ def cases() -> list[Case]:
 CASES = cases()
 
 
-@pytest.fixture(scope="module")
-def verdicts(assembly: Assembly) -> dict[str, Verdict]:
-    return judge(assembly, CASES)
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_audit_contract(case: Case, verdicts: dict[str, Verdict]) -> None:
     check(case, verdicts[case.id])

@@ -82,11 +82,6 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def verdicts(assembly: Assembly) -> dict[str, Verdict]:
-    return judge(assembly, CASES)
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_delivery_contract(case: Case, verdicts: dict[str, Verdict]) -> None:
     check(case, verdicts[case.id])

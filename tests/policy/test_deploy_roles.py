@@ -20,7 +20,7 @@ from stacks.config import ConfigError, load_platform
 from stacks.delivery import BOOTSTRAP_ROLES, GITHUB_OIDC_HOST, STS_AUDIENCE
 from tests.infra.conftest import synth_variant
 from tests.policy.assembly import Assembly
-from tests.policy.engine import Case, arn, check, judge, resource_policy, role_session
+from tests.policy.engine import Case, arn, check, resource_policy, role_session
 
 ACCOUNTS = {"Production": ("111111111111", "production"), "Research": ("222222222222", "research")}
 REGION = "ap-northeast-1"
@@ -141,11 +141,6 @@ def _cases() -> list[Case]:
 
 
 CASES = _cases()
-
-
-@pytest.fixture(scope="module")
-def verdicts(assembly: Assembly) -> dict[str, Any]:
-    return judge(assembly, CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

@@ -15,7 +15,7 @@ import pytest
 from lambdas.session_preferences.logic import DOCUMENT_NAME
 from tests.infra.conftest import synth_variant
 from tests.policy.assembly import Assembly
-from tests.policy.engine import Case, Verdict, arn, at, check, judge, role_session
+from tests.policy.engine import Case, Verdict, arn, at, check, role_session
 
 LAMBDA_QUOTAS = "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html"
 SPOT_DRAINING = "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/spot-instance-draining.html"
@@ -104,11 +104,6 @@ def cases() -> list[Case]:
 
 
 CASES = cases()
-
-
-@pytest.fixture(scope="module")
-def verdicts(assembly: Assembly) -> dict[str, Verdict]:
-    return judge(assembly, CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

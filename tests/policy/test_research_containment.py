@@ -640,11 +640,6 @@ def _platform_rules() -> list[tuple[str, str]]:
 CASES = build_cases()
 
 
-@pytest.fixture(scope="module")
-def verdicts(assembly: Assembly) -> dict[str, Verdict]:
-    return judge(assembly, CASES)
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_containment(case: Case, verdicts: dict[str, Verdict]) -> None:
     check(case, verdicts[case.id])
