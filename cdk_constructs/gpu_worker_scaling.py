@@ -148,13 +148,20 @@ def _host_action(worker: GpuQueueWorker, p: StepPolicy, steps: tuple[Step, ...])
         adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
         metric_aggregation_type=autoscaling.MetricAggregationType.MAXIMUM,
     )
+    _add_steps(action, steps, p.threshold)
+    return action
+
+
+def _add_steps(
+    action: appscaling.StepScalingAction | autoscaling.StepScalingAction, steps: tuple[Step, ...], threshold: float
+) -> None:
+    """Both services take step bounds as offsets from the alarm threshold; `Step` holds absolute metric values."""
     for step in steps:
         action.add_adjustment(
             adjustment=step.adjustment,
-            lower_bound=None if step.lower is None else step.lower - p.threshold,
-            upper_bound=None if step.upper is None else step.upper - p.threshold,
+            lower_bound=None if step.lower is None else step.lower - threshold,
+            upper_bound=None if step.upper is None else step.upper - threshold,
         )
-    return action
 
 
 def _alarm(worker: GpuQueueWorker, p: StepPolicy) -> cloudwatch.Alarm:
@@ -183,13 +190,7 @@ def _step_policy(worker: GpuQueueWorker, p: StepPolicy) -> None:
         min_adjustment_magnitude=p.min_adjustment_magnitude,
         policy_name=f"{worker.spec.name}-{p.name}",
     )
-    for step in p.steps:
-        # Application Auto Scaling step bounds are offsets from the alarm threshold.
-        action.add_adjustment(
-            adjustment=step.adjustment,
-            lower_bound=None if step.lower is None else step.lower - p.threshold,
-            upper_bound=None if step.upper is None else step.upper - p.threshold,
-        )
+    _add_steps(action, p.steps, p.threshold)
     alarm = _alarm(worker, p)
     alarm.add_alarm_action(cw_actions.ApplicationScalingAction(action))
     if p.host_steps and not worker.policy.hosts.managed:
