@@ -42,6 +42,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk_constructs.gpu_worker_monitoring import add_alarms, add_dashboard
+from cdk_constructs.gpu_worker_release import add_fleet_release
 from cdk_constructs.gpu_worker_scaling import add_sla_scaling
 from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_provider
@@ -118,6 +119,7 @@ class GpuQueueWorker(Construct):
         self._cluster(spec, vpc)
         self._service(spec, upload_bucket, upload_prefix, results_table, results_topic)
         add_sla_scaling(self, policy)
+        add_fleet_release(self, policy)
         add_alarms(self, spec, alarm_topic)
         add_dashboard(self, spec)
 

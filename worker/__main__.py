@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from worker.release import FleetRelease
     from worker.runner import Worker
     from worker.settings import Settings
 
@@ -81,14 +82,43 @@ def build_worker(
         settings.results_topic_arn,
         settings.result_ttl_days,
     )
+    sqs = make_client("sqs", settings.endpoint_url, settings.region)
     return Worker(
         settings,
         pipeline,
-        sqs=make_client("sqs", settings.endpoint_url, settings.region),
+        sqs=sqs,
         s3=s3,
         store=store,
         metrics=Metrics(settings.metrics_namespace, settings.worker_name, stream=metrics_stream),
         protection=ScaleInProtection(settings.ecs_agent_uri, settings.protection_minutes),
+        release=build_release(settings, sqs),
+    )
+
+
+def build_release(settings: Settings, sqs: Any) -> FleetRelease | None:
+    """The fleet release of `wake: sla` (worker/release.py), when the construct named the host group and the task
+    metadata names this task's service."""
+    from worker.release import FleetRelease, ReleaseRule, task_identity
+
+    if not settings.release_host_group:
+        return None
+    identity = task_identity(settings.ecs_metadata_uri)
+    if identity is None:
+        return None
+    rule = ReleaseRule(
+        host_group=settings.release_host_group,
+        caught_up_messages=settings.release_caught_up_messages,
+        max_age_s=settings.release_max_age_s,
+        slow_per_minute=settings.release_slow_per_minute,
+        empty_wait_s=settings.wait_time_s,
+    )
+    return FleetRelease(
+        rule,
+        identity,
+        queue_url=settings.queue_url,
+        sqs=sqs,
+        ecs=make_client("ecs", settings.endpoint_url, settings.region),
+        autoscaling=make_client("autoscaling", settings.endpoint_url, settings.region),
     )
 
 

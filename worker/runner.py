@@ -22,6 +22,7 @@ from worker.events import Upload, parse_message
 from worker.observability import Metrics
 from worker.pipeline import Item, Pipeline, in_flight_capacity
 from worker.protection import ScaleInProtection
+from worker.release import FleetRelease
 from worker.results import Result, ResultStore
 from worker.settings import Settings
 
@@ -73,6 +74,7 @@ class Worker:
         store: ResultStore,
         metrics: Metrics,
         protection: ScaleInProtection,
+        release: FleetRelease | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -81,6 +83,7 @@ class Worker:
         self.store = store
         self.metrics = metrics
         self.protection = protection
+        self.release = release
         self.capacity = in_flight_capacity(settings.batch_size, settings.download_concurrency)
         self.processed = 0
         self._stop = threading.Event()
@@ -137,13 +140,14 @@ class Worker:
         if full:
             self._stop.wait(0.02)
             return 0
+        started = time.monotonic()
         try:
             response = self.sqs.receive_message(
                 QueueUrl=self.settings.queue_url,
                 MaxNumberOfMessages=10,
                 WaitTimeSeconds=self.settings.wait_time_s,
                 VisibilityTimeout=self.settings.visibility_timeout_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
         except Exception as exc:
             log.warning("receive failed", extra={"reason": str(exc)})
@@ -151,6 +155,8 @@ class Worker:
             self._stop.wait(1.0)
             return 0
         messages = response.get("Messages", [])
+        if self.release is not None and not self._stop.is_set():
+            self.release.after_receive(messages, time.monotonic() - started, self._busy())
         if not messages:
             return 0
         if self._stop.is_set():

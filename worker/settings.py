@@ -45,6 +45,12 @@ class Settings:
     log_level: str = "INFO"
     # nvJPEG decoding of plain JPEGs when the model runs on CUDA and torchvision is installed (`off` to disable).
     gpu_decode: str = "auto"
+    ecs_metadata_uri: str | None = None
+    # `wake: sla` fleet release (worker/release.py): on when the construct names the host group.
+    release_host_group: str | None = None
+    release_caught_up_messages: int = 64
+    release_max_age_s: int = 120
+    release_slow_per_minute: int = 0
 
 
 def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
@@ -129,5 +135,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         protection_minutes=_get(env, "MLBASE_PROTECTION_MINUTES", integer(1, 2880), 60),
         ecs_agent_uri=_get(env, "ECS_AGENT_URI", text, None),
         gpu_decode=_get(env, "MLBASE_GPU_DECODE", _choice("auto", "off"), "auto"),
+        ecs_metadata_uri=_get(env, "ECS_CONTAINER_METADATA_URI_V4", text, None),
+        release_host_group=_get(env, "MLBASE_RELEASE_HOST_GROUP", text, None),
+        release_caught_up_messages=_get(env, "MLBASE_RELEASE_CAUGHT_UP_MESSAGES", integer(0, 1_000_000), 64),
+        release_max_age_s=_get(env, "MLBASE_RELEASE_MAX_AGE_S", integer(0, 43_200), 120),
+        release_slow_per_minute=_get(env, "MLBASE_RELEASE_SLOW_PER_MINUTE", integer(0, 10_000_000), 0),
         log_level=_get(env, "MLBASE_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     )

@@ -77,6 +77,8 @@ NAME_PROPERTY = {
     "AWS::SSM::Parameter": "Name",
     "AWS::SSM::Document": "Name",
     "AWS::ECS::Cluster": "ClusterName",
+    "AWS::ECS::Service": "ServiceName",
+    "AWS::AutoScaling::AutoScalingGroup": "AutoScalingGroupName",
 }
 
 
@@ -168,6 +170,8 @@ class Assembly:
         if kind == "AWS::KMS::Key":
             d = _digest(s.name, res.lid, size=32)
             return f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"
+        if kind == "AWS::ECS::Service":
+            return self.arn(res)
         if kind == "AWS::SecretsManager::Secret":
             return f"arn:{PARTITION}:secretsmanager:{s.region}:{s.account}:secret:{name}-{_digest(name, size=6)}"
         if kind.startswith("AWS::EC2::"):
@@ -231,6 +235,15 @@ class Assembly:
                 return f"arn:{PARTITION}:ec2:{r}:{a}:vpc/{self.ref(res)}"
             case "AWS::ECS::Cluster":
                 return f"arn:{PARTITION}:ecs:{r}:{a}:cluster/{name}"
+            case "AWS::ECS::Service":
+                # The long ARN format: the service's cluster by name (Ref of a cluster is its name).
+                cluster = self.resolve(s, res.props["Cluster"])
+                return f"arn:{PARTITION}:ecs:{r}:{a}:service/{cluster}/{name}"
+            case "AWS::AutoScaling::AutoScalingGroup":
+                # The group's UUID exists only once it is created; a fixed stand-in here.
+                uuid = _digest(s.name, res.lid, size=32)
+                group_id = f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:32]}"
+                return f"arn:{PARTITION}:autoscaling:{r}:{a}:autoScalingGroup:{group_id}:autoScalingGroupName/{name}"
             case "AWS::ApiGatewayV2::Api":
                 return f"arn:{PARTITION}:apigateway:{r}::/apis/{self.ref(res)}"
         raise UnresolvedError(f"no ARN form known for {kind} ({s.name}/{res.lid})")

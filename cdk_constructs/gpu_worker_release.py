@@ -1,0 +1,67 @@
+"""`wake: sla`: let the worker send its own fleet back to zero (worker/release.py), as `ScalingPolicy.release` says.
+
+The worker learns its cluster and service from the ECS task metadata endpoint; the construct passes the host group
+and the thresholds as environment variables, and grants exactly the three calls the release makes, on this
+worker's service and host group only. The grant is a policy of its own: the service depends on the task role's
+default policy (CDK makes tasks wait for their permissions), so a statement naming the service there would be a
+dependency cycle, while this policy can name the service and be created after it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+
+from cdk_constructs.nag import acknowledge
+from cdk_constructs.sla_scaling import ScalingPolicy
+
+if TYPE_CHECKING:
+    from cdk_constructs.gpu_queue_worker import GpuQueueWorker
+
+
+def add_fleet_release(worker: GpuQueueWorker, policy: ScalingPolicy) -> None:
+    """Environment and permissions for the worker's release; nothing when the policy has none (`wake: immediate`
+    or a minimum fleet)."""
+    rule = policy.release
+    if rule is None:
+        return
+    stack = Stack.of(worker)
+    group = worker.auto_scaling_group.auto_scaling_group_name
+    for name, value in {
+        "MLBASE_RELEASE_HOST_GROUP": group,
+        "MLBASE_RELEASE_CAUGHT_UP_MESSAGES": str(rule.caught_up_messages),
+        "MLBASE_RELEASE_MAX_AGE_S": str(rule.max_age_seconds),
+        "MLBASE_RELEASE_SLOW_PER_MINUTE": str(rule.slow_arrivals_per_minute),
+        # The empty check is one whole long poll of this length (the SQS maximum).
+        "MLBASE_WAIT_TIME_S": str(rule.empty_wait_seconds),
+    }.items():
+        worker.container.add_environment(name, value)
+    group_arn = f"arn:aws:autoscaling:{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/{group}"
+    grant = iam.Policy(
+        worker,
+        "ReleasePolicy",
+        roles=[worker.task_definition.task_role],
+        statements=[
+            # Service Authorization Reference, Amazon ECS: DescribeServices and UpdateService take the service ARN.
+            iam.PolicyStatement(
+                actions=["ecs:DescribeServices", "ecs:UpdateService"], resources=[worker.service.service_arn]
+            ),
+            # Service Authorization Reference, Amazon EC2 Auto Scaling: SetDesiredCapacity takes the group ARN.
+            iam.PolicyStatement(actions=["autoscaling:SetDesiredCapacity"], resources=[group_arn]),
+        ],
+    )
+    group_id = stack.resolve(worker.auto_scaling_group.node.default_child.logical_id)  # type: ignore[union-attr]
+    acknowledge(
+        grant,
+        (
+            "AwsSolutions-IAM5[Resource::arn:aws:autoscaling:"
+            f"{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/<{group_id}>]",
+            "The group's UUID is only known after creation; the name pins this worker's host group.",
+        ),
+        (
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "A policy of its own so it can name the service, which depends on the task role's default policy.",
+        ),
+    )
