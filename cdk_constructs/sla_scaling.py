@@ -60,7 +60,9 @@ Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, 
      receives (NumberOfMessagesSent) under wake_backlog per IDLE_MIN_GATHER_MINUTES: a task that has drained
      what it was woken for keeps up with a trickle at a fraction of its speed, so the fleet goes back to zero and
      gathers again (duty cycling).
-   The same alarm sets the host group to min_tasks hosts (below).
+   The same alarm sets the host group to min_tasks hosts (below). With `wake: sla` the worker reads the same
+   conditions itself, at once, and sets service and group to zero (`WorkerRelease`, worker/release.py); the alarm
+   is then the fallback for a worker whose calls fail.
 
 Hosts (`HostScaling`; the EC2 Auto Scaling group behind the capacity provider, one GPU task per host). ECS
 managed scaling is off: its scale-in alarm needs 15 one-minute datapoints, it waits 15 minutes after any
@@ -133,8 +135,10 @@ IDLE_AFTER_DRAIN_MINUTES = 1
 # `wake: sla`: a task keeping the oldest photo younger than this keeps up with the traffic.
 IDLE_MAX_AGE_SECONDS = 120
 # `wake: sla`: a trickle is slow enough to gather again if the wake backlog takes this long to arrive (a wake costs
-# about 11 host-minutes; see `_sla_idle_expression`).
+# about 7 host-minutes when the worker releases the fleet, 11 through the idle alarm; see `_sla_idle_expression`).
 IDLE_MIN_GATHER_MINUTES = 10
+# `wake: sla`: the worker's own release needs one whole long poll (the SQS maximum, the worker's wait) with nothing.
+RELEASE_EMPTY_WAIT_SECONDS = 20
 # Shrink by this share of the fleet once backlog per task stays below SHRINK_BELOW * target this long.
 SHRINK_BELOW = 0.5
 SHRINK_MINUTES = 15
@@ -254,6 +258,27 @@ class TargetTracking:
 
 
 @dataclass(frozen=True)
+class WorkerRelease:
+    """`wake: sla`: the worker itself sends the fleet back to zero, the moment it sees what the idle alarm waits
+    for, instead of three minutes later when the datapoint reaches CloudWatch (worker/release.py; the idle alarm
+    stays as the fallback). After a receive, it sets the service's desired count and the host group's desired
+    capacity to `min_tasks` (0) when:
+
+    - `empty`: a whole long poll of `empty_wait_seconds` returned nothing and the queue reports no message visible,
+      in flight or delayed (every photo is classified; one arriving later has its whole SLA ahead), whatever the
+      fleet; or
+    - `caught up`: it is the service's only desired and running task, the queue holds at most `caught_up_messages`,
+      the oldest photo it received last is under `max_age_seconds` old, and it received fewer than
+      `slow_arrivals_per_minute` in the last minute (the idle alarm's `sla` condition, read at once).
+    """
+
+    empty_wait_seconds: int
+    caught_up_messages: int
+    max_age_seconds: int
+    slow_arrivals_per_minute: int
+
+
+@dataclass(frozen=True)
 class ScalingPolicy:
     """Everything the construct deploys for one worker's ECS service."""
 
@@ -265,6 +290,7 @@ class ScalingPolicy:
     target_tracking: tuple[TargetTracking, ...]
     step_policies: tuple[StepPolicy, ...]
     hosts: HostScaling = MANAGED_HOSTS
+    release: WorkerRelease | None = None
 
 
 VISIBLE = MetricQuery("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "queue")
@@ -498,13 +524,32 @@ def sla_idle_metric(worker: WorkerConfig) -> MetricSpec:
 def _sla_idle_expression(worker: WorkerConfig) -> str:
     busy = worker.batch_size + 1
     period = worker.simulation.metric_period_seconds
-    # Gathering again pays off only if the next wake is far: a wake costs about 11 host-minutes (6 to start, about 4
-    # until the empty queue reaches the idle alarm, 1 to release the host), and a task that the traffic keeps a third
-    # busy or less (a wake's backlog in IDLE_MIN_GATHER_MINUTES or more) spends more than that idling in between.
-    trickle = round(wake_backlog(worker) * period / (IDLE_MIN_GATHER_MINUTES * 60))
+    # Gathering again pays off only if the next wake is far: a wake costs about 7 host-minutes when the worker
+    # releases the fleet (6 to start, a long poll, 1 to release the host; about 4 more when only this alarm does),
+    # and a task that the traffic keeps a third busy or less (a wake's backlog in IDLE_MIN_GATHER_MINUTES or more)
+    # spends more than that idling in between.
+    trickle = round(slow_arrivals_per_minute(worker) * period / 60)
     return (
         f"IF(visible + inflight < 1, 0, IF(FILL(tasks, 0) > 1, {busy}, IF(FILL(running, 0) < 1, {busy}, "
         f"IF(age > {IDLE_MAX_AGE_SECONDS}, {busy}, IF(FILL(sent, 0) > {trickle}, {busy}, visible + inflight)))))"
+    )
+
+
+def slow_arrivals_per_minute(worker: WorkerConfig) -> float:
+    """`wake: sla`: arrivals a minute below which a lone task that has caught up goes back to zero (a wake's
+    backlog takes IDLE_MIN_GATHER_MINUTES or more to gather)."""
+    return wake_backlog(worker) / IDLE_MIN_GATHER_MINUTES
+
+
+def worker_release(worker: WorkerConfig) -> WorkerRelease | None:
+    """What the worker watches to send the fleet back to zero itself (`wake: sla` with min_tasks 0; else None)."""
+    if worker.scaling.wake != "sla" or worker.scaling.min_tasks > 0:
+        return None
+    return WorkerRelease(
+        empty_wait_seconds=RELEASE_EMPTY_WAIT_SECONDS,
+        caught_up_messages=worker.batch_size,
+        max_age_seconds=IDLE_MAX_AGE_SECONDS,
+        slow_arrivals_per_minute=round(slow_arrivals_per_minute(worker)),
     )
 
 
@@ -756,4 +801,5 @@ def derive_policy(worker: WorkerConfig) -> ScalingPolicy:
         target_tracking=(tracking,),
         step_policies=tuple(steps),
         hosts=host_scaling(worker),
+        release=worker_release(worker),
     )

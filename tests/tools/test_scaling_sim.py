@@ -318,6 +318,42 @@ def test_the_host_starts_with_the_task_and_goes_a_release_after_the_queue_emptie
     assert held.gpu_hours == pytest.approx((780 + engine.HOST_IDLE_SECONDS - 180) / 3600)
 
 
+def released_by_the_worker(caught_up: int = 0, slow: int = 0) -> ScalingPolicy:
+    rule = sla_scaling.WorkerRelease(
+        empty_wait_seconds=20, caught_up_messages=caught_up, max_age_seconds=120, slow_arrivals_per_minute=slow
+    )
+    return dataclasses.replace(wake_and_release(), release=rule)
+
+
+def test_the_workers_own_release_sends_the_fleet_to_zero_a_long_poll_after_the_queue_empties() -> None:
+    # As above, the last photo done at 600 s; the worker's next long poll returns nothing until 620 s, the queue
+    # reports nothing left, and service and group go to zero then, not at 780 s when CloudWatch shows it.
+    out = engine.simulate(released_by_the_worker(), minutes(600), PARAMS, drain_minutes=30)
+    assert out.series is not None
+    assert out.over_sla == 0
+    assert out.series.desired[61] == 1
+    assert out.series.desired[62] == 0
+    assert out.gpu_hours == pytest.approx((620 + engine.HOST_RELEASE_SECONDS - 180) / 3600)
+
+
+def test_a_lone_task_caught_up_with_a_trickle_goes_back_to_zero_at_once() -> None:
+    # The burst, then 6 photos a minute: the queue never stays empty for a long poll, but once the task has taken
+    # the burst and a minute of trickle (6 photos) it holds under a batch, the oldest is young and it took fewer than
+    # 10 in the last minute: it lets the fleet go (this test policy wakes again on the next visible photo, so it
+    # cycles). Without the rule only the idle alarm would, and it never sees an empty queue here.
+    trickle = minutes(600, *([6.0] * 20))
+    kept = engine.simulate(released_by_the_worker(), trickle, PARAMS, drain_minutes=0)
+    released = engine.simulate(released_by_the_worker(caught_up=64, slow=10), trickle, PARAMS, drain_minutes=0)
+    too_busy = engine.simulate(released_by_the_worker(caught_up=64, slow=6), trickle, PARAMS, drain_minutes=0)
+    assert kept.series is not None
+    assert released.series is not None
+    first_task = int(np.argmax(kept.series.desired > 0))
+    assert (kept.series.desired[first_task:] == 1).all()
+    assert (released.series.desired[first_task:] == 0).any()
+    assert released.over_sla == 0
+    assert too_busy.zero_minutes == kept.zero_minutes  # 6 a minute is not fewer than 6
+
+
 def test_a_task_waits_for_a_host_of_the_group() -> None:
     queue = engine.Queue()
     fleet = engine.Fleet(PARAMS, desired=1, hosts=GROUP)

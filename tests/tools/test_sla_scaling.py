@@ -386,6 +386,41 @@ def test_template_wake_alarm_is_the_sla_slack_metric(photo_service: dict[str, An
     assert alarm["AlarmActions"]
 
 
+def test_worker_release_repeats_the_idle_alarms_sla_condition(worker: WorkerConfig) -> None:
+    rule = derive_policy(worker).release
+    assert rule == sla_scaling.WorkerRelease(
+        empty_wait_seconds=20, caught_up_messages=64, max_age_seconds=120, slow_arrivals_per_minute=2376
+    )
+    # The idle alarm's trickle threshold is the same number per datapoint.
+    assert f"FILL(sent, 0) > {rule.slow_arrivals_per_minute}" in sla_scaling.sla_idle_metric(worker).expression
+    immediate = worker.model_copy(update={"scaling": worker.scaling.model_copy(update={"wake": "immediate"})})
+    assert derive_policy(immediate).release is None
+    floor = worker.model_copy(update={"scaling": worker.scaling.model_copy(update={"min_tasks": 1})})
+    assert derive_policy(floor).release is None
+
+
+def test_template_worker_gets_its_release_rule_and_grant(photo_service: dict[str, Any], worker: WorkerConfig) -> None:
+    rule = derive_policy(worker).release
+    assert rule is not None
+    (task_definition,) = [r for r in photo_service["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
+    (container,) = task_definition["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    group_id = next(
+        k for k, r in photo_service["Resources"].items() if r["Type"] == "AWS::AutoScaling::AutoScalingGroup"
+    )
+    assert env["MLBASE_RELEASE_HOST_GROUP"] == {"Ref": group_id}
+    assert env["MLBASE_RELEASE_CAUGHT_UP_MESSAGES"] == str(rule.caught_up_messages)
+    assert env["MLBASE_RELEASE_MAX_AGE_S"] == str(rule.max_age_seconds)
+    assert env["MLBASE_RELEASE_SLOW_PER_MINUTE"] == str(rule.slow_arrivals_per_minute)
+    assert env["MLBASE_WAIT_TIME_S"] == str(rule.empty_wait_seconds)
+    (grant,) = [r for k, r in photo_service["Resources"].items() if k.startswith("FoodPhotoReleasePolicy")]
+    task_role = next(k for k in photo_service["Resources"] if k.startswith("FoodPhotoTaskDefinitionTaskRole"))
+    assert grant["Properties"]["Roles"] == [{"Ref": task_role}]
+    statements = grant["Properties"]["PolicyDocument"]["Statement"]
+    actions = [a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
+    assert sorted(actions) == ["autoscaling:SetDesiredCapacity", "ecs:DescribeServices", "ecs:UpdateService"]
+
+
 def test_template_wake_steps_size_the_fleet_from_the_threshold(photo_service: dict[str, Any]) -> None:
     config = _steps(photo_service, "wake")
     assert config["AdjustmentType"] == "ExactCapacity"
@@ -520,22 +555,22 @@ def test_template_hosts_take_the_fastest_type_first(photo_service: dict[str, Any
 
 
 # The targets: at most 1.1x the host-aware oracle on steady and daily, 1.25x on every profile. Where the
-# deployed policy misses 1.25x (docs/scaling.md, "Against the targets": a wake costs about 4 host-minutes more than
-# the oracle's, the time CloudWatch takes to show the empty queue, and the wake rule cannot know what comes next),
-# the limit is its measured ratio rounded up, so a change that loses ground fails here.
+# deployed policy misses 1.25x (docs/scaling.md, "Against the targets": each wake pays the start-up and the release
+# the oracle pays only in part, and the wake rule cannot know what comes next), the limit is its measured ratio
+# rounded up, so a change that loses ground fails here.
 RATIO_LIMITS = {
     "steady": 1.1,
     "daily": 1.1,
     "burst": 1.25,
+    "backfill": 1.25,
+    "two-bursts": 1.25,
     "quiet-night": 1.25,
     "random-4": 1.25,
     "random-5": 1.25,
-    "backfill": 1.3,  # measured 1.29
-    "two-bursts": 1.4,  # 1.39
-    "trickle": 1.85,  # 1.82
-    "random-1": 1.55,  # 1.52
-    "random-2": 1.65,  # 1.61
-    "random-3": 1.7,  # 1.70
+    "trickle": 1.31,  # measured 1.30
+    "random-1": 1.53,  # 1.529
+    "random-2": 1.47,  # 1.46
+    "random-3": 1.52,  # 1.51
 }
 
 

@@ -28,7 +28,9 @@ Resolution: a fixed tick (TICK_SECONDS, 10 s). Within a tick, in this order:
    `spot_types_in_turn` (a sensitivity case: the first type's spot pools short, as capacity-optimized-prioritized
    allows, since it honours the order only on a best-effort basis) spot hosts take the types in turn;
 9. hosts are billed while booting, up or draining; with managed scaling one left empty for HOST_IDLE_SECONDS is
-   terminated.
+   terminated;
+10. with `wake: sla` the worker's own release (`WorkerRelease`, worker/release.py) looks at the queue as the worker
+   does after its receives, and when its rule holds sets the tasks and the group to zero at once.
 Waits are therefore exact to one tick. A day is 8,640 ticks; the loop is plain Python over at most max_tasks
 tasks and runs in well under a second.
 """
@@ -421,6 +423,40 @@ class Fleet:
         ]
 
 
+class WorkerRelease:
+    """The worker's own release (`ScalingPolicy.release`, worker/release.py), checked at the end of every tick as
+    the worker checks after its receives: the queue empty through a whole long poll with nothing arriving (any
+    fleet), or the lone task caught up with a trickle, counting what it received (classified) in the last minute."""
+
+    def __init__(self, policy: ScalingPolicy, tick_seconds: int) -> None:
+        assert policy.release is not None
+        self.rule = policy.release
+        self.quiet_since: float | None = None
+        self.last_minute: deque[float] = deque(maxlen=max(1, 60 // tick_seconds))
+
+    def due(self, now: float, arrivals: float, taken: float, queue: Queue, fleet: Fleet) -> bool:
+        rule = self.rule
+        self.last_minute.append(taken)
+        running = fleet.running(now)
+        if not running or fleet.desired < 1:
+            self.quiet_since = None
+            return False
+        if queue.total > 1e-9 or queue.hidden or arrivals > 0:
+            self.quiet_since = None
+        elif self.quiet_since is None:
+            self.quiet_since = now
+        if self.quiet_since is not None and now - self.quiet_since >= rule.empty_wait_seconds:
+            return True
+        return (
+            fleet.desired == 1
+            and len(running) == 1
+            and not queue.hidden
+            and queue.total <= rule.caught_up_messages
+            and queue.oldest_age(now) < rule.max_age_seconds
+            and sum(self.last_minute) < rule.slow_arrivals_per_minute
+        )
+
+
 # --- Application Auto Scaling -----------------------------------------------------------------------------------
 
 
@@ -602,6 +638,7 @@ def simulate(
     sqs_resumes_at = -math.inf
     last_done = 0.0
     sent = 0.0
+    release = WorkerRelease(policy, dt) if policy.release else None
 
     for i in range(n_ticks):
         now = float(i * dt)
@@ -664,6 +701,10 @@ def simulate(
         desired_series[i] = fleet.desired
         host_series[i] = len(fleet.hosts)
         host_seconds += len(fleet.hosts) * dt
+        if release is not None and release.due(end, arrivals, last_done, queue, fleet):
+            fleet.desired = policy.min_capacity
+            fleet.group_desired = policy.hosts.min_hosts
+            scale_events += 1
         fleet.retire_idle_hosts(end)
 
     return _outcome(
