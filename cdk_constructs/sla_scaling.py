@@ -55,11 +55,11 @@ Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, 
    batch before it stops.
 5. `idle` (only when min_tasks == 0) step scaling, ExactCapacity min_tasks, the only policy that reaches zero:
    - `immediate`: visible + not visible <= 0 for scale_in_idle_minutes datapoints;
-   - `sla`, for IDLE_AFTER_DRAIN_MINUTES datapoints: an empty queue, or at most batch_size messages while one
-     task runs, is the only one desired, keeps the oldest photo under IDLE_MAX_AGE_SECONDS and the queue
-     receives (NumberOfMessagesSent) under wake_backlog per IDLE_MIN_GATHER_MINUTES: a task that has drained
-     what it was woken for keeps up with a trickle at a fraction of its speed, so the fleet goes back to zero and
-     gathers again (duty cycling).
+   - `sla`, for IDLE_AFTER_DRAIN_MINUTES datapoints: an empty queue, or at most batch_size messages while a
+     task runs, the oldest photo is under IDLE_MAX_AGE_SECONDS and the queue receives (NumberOfMessagesSent)
+     under wake_backlog per IDLE_MIN_GATHER_MINUTES: a fleet that has drained what it was woken for keeps up
+     with a trickle at a fraction of one task's speed, so it goes back to zero and gathers again (duty cycling).
+     Whatever its size: a burst's extra tasks that shrink would take an hour to step down go at once too.
    The same alarm sets the host group to min_tasks hosts (below). With `wake: sla` the worker reads the same
    conditions itself, at once, and sets service and group to zero (`WorkerRelease`, worker/release.py); the alarm
    is then the fallback for a worker whose calls fail.
@@ -136,7 +136,7 @@ IDLE_AFTER_DRAIN_MINUTES = 1
 IDLE_MAX_AGE_SECONDS = 120
 # `wake: sla`: a trickle is slow enough to gather again if the wake backlog takes this long to arrive (a wake costs
 # about 7 host-minutes when the worker releases the fleet, 11 through the idle alarm; see `_sla_idle_expression`).
-IDLE_MIN_GATHER_MINUTES = 10
+IDLE_MIN_GATHER_MINUTES = 5
 # `wake: sla`: the worker's own release needs one whole long poll (the SQS maximum, the worker's wait) with nothing.
 RELEASE_EMPTY_WAIT_SECONDS = 20
 # Shrink by this share of the fleet once backlog per task stays below SHRINK_BELOW * target this long.
@@ -267,9 +267,9 @@ class WorkerRelease:
     - `empty`: a whole long poll of `empty_wait_seconds` returned nothing and the queue reports no message visible,
       in flight or delayed (every photo is classified; one arriving later has its whole SLA ahead), whatever the
       fleet; or
-    - `caught up`: it is the service's only desired and running task, the queue holds at most `caught_up_messages`,
-      the oldest photo it received last is under `max_age_seconds` old, and it received fewer than
-      `slow_arrivals_per_minute` in the last minute (the idle alarm's `sla` condition, read at once).
+    - `caught up`: a task of the service runs, the queue holds at most `caught_up_messages`, the oldest photo it
+      received last is under `max_age_seconds` old, and fewer than `slow_arrivals_per_minute` photos were sent in
+      the last minute (the idle alarm's `sla` condition, read at once).
     """
 
     empty_wait_seconds: int
@@ -509,15 +509,15 @@ def idle_periods(worker: WorkerConfig) -> int:
 
 
 def sla_idle_metric(worker: WorkerConfig) -> MetricSpec:
-    """`wake: sla`: 0 for an empty queue (whatever the fleet), and the messages in the queue while one task runs,
-    is the only one desired and keeps the oldest photo younger than IDLE_MAX_AGE_SECONDS (it has drained what it
-    was woken for); otherwise one batch more than the idle threshold."""
+    """`wake: sla`: 0 for an empty queue, and the messages in the queue while a task runs, the oldest photo is
+    younger than IDLE_MAX_AGE_SECONDS and the photos sent are a trickle (the fleet has drained what it was woken
+    for); otherwise one batch more than the idle threshold."""
     return MetricSpec(
         expression=_sla_idle_expression(worker),
-        # The task counts' Maximum, as the host alarms that repeat this condition read them.
-        queries=(VISIBLE, INFLIGHT, AGE, SENT, MOST_DESIRED, MOST_RUNNING),
+        # The running count's Maximum, as the host alarms that repeat this condition read it.
+        queries=(VISIBLE, INFLIGHT, AGE, SENT, MOST_RUNNING),
         period_seconds=worker.simulation.metric_period_seconds,
-        label="messages in the queue while one task keeps up",
+        label="messages in the queue while the fleet keeps up with a trickle",
     )
 
 
@@ -530,13 +530,13 @@ def _sla_idle_expression(worker: WorkerConfig) -> str:
     # spends more than that idling in between.
     trickle = round(slow_arrivals_per_minute(worker) * period / 60)
     return (
-        f"IF(visible + inflight < 1, 0, IF(FILL(tasks, 0) > 1, {busy}, IF(FILL(running, 0) < 1, {busy}, "
-        f"IF(age > {IDLE_MAX_AGE_SECONDS}, {busy}, IF(FILL(sent, 0) > {trickle}, {busy}, visible + inflight)))))"
+        f"IF(visible + inflight < 1, 0, IF(FILL(running, 0) < 1, {busy}, "
+        f"IF(age > {IDLE_MAX_AGE_SECONDS}, {busy}, IF(FILL(sent, 0) > {trickle}, {busy}, visible + inflight))))"
     )
 
 
 def slow_arrivals_per_minute(worker: WorkerConfig) -> float:
-    """`wake: sla`: arrivals a minute below which a lone task that has caught up goes back to zero (a wake's
+    """`wake: sla`: arrivals a minute below which a fleet that has caught up goes back to zero (a wake's
     backlog takes IDLE_MIN_GATHER_MINUTES or more to gather)."""
     return wake_backlog(worker) / IDLE_MIN_GATHER_MINUTES
 

@@ -6,9 +6,12 @@ the rule `cdk_constructs.sla_scaling.WorkerRelease` describes (the simulator rep
 
 - empty: a whole long poll returned nothing and the queue reports no message visible, in flight or delayed
   (every photo is classified; one arriving later has its whole SLA ahead and wakes the fleet like any other); or
-- caught up: this is the service's only desired and running task, the queue holds at most a batch, the oldest
-  photo of its last receive is young and it received fewer than `slow_per_minute` photos in the last minute (a
-  trickle it keeps up with at a fraction of its speed: cheaper to gather again than to idle).
+- caught up: the queue holds at most a batch, the oldest photo of its last receive is young and fewer than
+  `slow_per_minute` photos were sent in the last minute (a trickle the fleet keeps up with at a fraction of one
+  task's speed: cheaper to gather again than to idle). Once caught up, the tasks receive what arrives, so the photos
+  this task received that were sent in the last minute, times the service's running tasks (long polls share the
+  queue), estimate the arrival rate the idle alarm reads from NumberOfMessagesSent; a backlog still being drained
+  was sent earlier and does not count.
 
 Then it sets the ECS service's desired count and the host group's desired capacity to 0. ECS stops this task
 (SIGTERM: the worker finishes its batch) and managed draining lets the host go. Photos still in the queue stay
@@ -94,7 +97,7 @@ class FleetRelease:
         self.queue_url = queue_url
         self.sqs, self.ecs, self.autoscaling = sqs, ecs, autoscaling
         self._clock, self._wall = clock, wall
-        self._received: deque[tuple[float, int]] = deque()
+        self._sent: deque[float] = deque()  # SentTimestamp (seconds) of the photos received, the newest last
         self._oldest_sent_s: float | None = None
         self._next_check = -float("inf")
         self.released: str | None = None  # the reason of the last release
@@ -104,12 +107,13 @@ class FleetRelease:
         messages; True when this call released the fleet. The worker then goes on as before: ECS stops it within
         seconds (SIGTERM), unless a wake raised the count again meanwhile, and then it is simply still needed."""
         now = self._clock()
-        self._received.append((now, len(messages)))
-        while self._received and now - self._received[0][0] > WINDOW_S:
-            self._received.popleft()
         if messages:
-            sent = [int(m.get("Attributes", {}).get("SentTimestamp", "0")) / 1000 for m in messages]
-            self._oldest_sent_s = min(sent)
+            sent = sorted(int(m.get("Attributes", {}).get("SentTimestamp", "0")) / 1000 for m in messages)
+            self._oldest_sent_s = sent[0]
+            self._sent.extend(sent)
+        cutoff = self._wall() - WINDOW_S
+        while self._sent and self._sent[0] < cutoff:
+            self._sent.popleft()
         if now < self._next_check:
             return False
         if not messages and not busy and waited_s >= self.rule.empty_wait_s:
@@ -118,19 +122,24 @@ class FleetRelease:
             if queue is not None and queue == (0, 0, 0):
                 return self._release("queue empty")
             return False
-        if self._caught_up_locally():
+        recent = self._recently_sent()
+        if recent is not None and recent < self.rule.slow_per_minute:
             self._next_check = now + CHECK_INTERVAL_S
             queue = self._queue_depth()
             if queue is None or queue[0] + queue[1] > self.rule.caught_up_messages or queue[2]:
                 return False
-            if self._lone_task():
+            running = self._running_tasks()
+            if running and recent * running < self.rule.slow_per_minute:
                 return self._release("caught up with a trickle")
         return False
 
-    def _caught_up_locally(self) -> bool:
+    def _recently_sent(self) -> int | None:
+        """Photos this task received that were sent in the last minute; None while its last receive held an old
+        photo (a backlog is being drained)."""
         if self._oldest_sent_s is None or self._wall() - self._oldest_sent_s >= self.rule.max_age_s:
-            return False
-        return sum(count for _, count in self._received) < self.rule.slow_per_minute
+            return None
+        cutoff = self._wall() - WINDOW_S
+        return sum(1 for sent in self._sent if sent >= cutoff)
 
     def _queue_depth(self) -> tuple[int, int, int] | None:
         """(visible, in flight, delayed), or None when the queue cannot be read."""
@@ -147,14 +156,14 @@ class FleetRelease:
             return None
         return visible, inflight, delayed
 
-    def _lone_task(self) -> bool:
+    def _running_tasks(self) -> int:
+        """The service's running tasks (0 when it cannot be read: no release then)."""
         try:
             services = self.ecs.describe_services(cluster=self.identity.cluster, services=[self.identity.service])
-            service = services["services"][0]
+            return int(services["services"][0].get("runningCount", 0))
         except Exception as exc:
             log.warning("fleet release: service unreadable", extra={"reason": str(exc)})
-            return False
-        return int(service.get("desiredCount", 0)) == 1 and int(service.get("runningCount", 0)) == 1
+            return 0
 
     def _release(self, reason: str) -> bool:
         try:

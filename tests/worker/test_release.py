@@ -136,7 +136,7 @@ def test_photos_in_flight_elsewhere_keep_the_fleet(stack: Stack, fleet: Fleet) -
     assert fleet.desired() == (1, 1)
 
 
-def test_a_lone_task_caught_up_with_a_trickle_goes_back_to_zero(stack: Stack, fleet: Fleet) -> None:
+def test_a_fleet_caught_up_with_a_trickle_goes_back_to_zero(stack: Stack, fleet: Fleet) -> None:
     messages = received(stack, 5)
     delete(stack, messages)  # classified; the queue is empty again but the receive was not empty
     release = release_for(stack, fleet)
@@ -156,13 +156,20 @@ def test_a_busy_stream_or_old_photos_keep_the_task(stack: Stack, fleet: Fleet) -
     assert fleet.desired() == (1, 1)
 
 
-def test_a_second_task_keeps_the_fleet_while_photos_arrive(stack: Stack, fleet: Fleet) -> None:
-    fleet.ecs.update_service(cluster=CLUSTER, service=SERVICE, desiredCount=2)
+def test_the_arrival_rate_counts_every_running_task(
+    stack: Stack, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long polls share the queue: 5 photos seen here with 3 tasks running is about 15 a minute in all.
+    monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", "3")
+    fleet.ecs.create_service(cluster=CLUSTER, serviceName="three-tasks", taskDefinition="worker", desiredCount=3)
     messages = received(stack, 5)
     delete(stack, messages)
-    release = release_for(stack, fleet)
-    assert not release.after_receive(messages, waited_s=0.5, busy=True)
-    assert fleet.desired() == (2, 1)
+    three = release_for(stack, fleet, slow_per_minute=12)
+    three.identity = TaskIdentity(CLUSTER, "three-tasks")
+    assert not three.after_receive(messages, waited_s=0.5, busy=True)
+    one = release_for(stack, fleet, slow_per_minute=12)  # the fixture's service: one task running
+    assert one.after_receive(messages, waited_s=0.5, busy=True)
+    assert fleet.desired() == (0, 0)
 
 
 def test_a_failed_release_is_logged_and_retried_later(

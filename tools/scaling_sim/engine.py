@@ -426,7 +426,8 @@ class Fleet:
 class WorkerRelease:
     """The worker's own release (`ScalingPolicy.release`, worker/release.py), checked at the end of every tick as
     the worker checks after its receives: the queue empty through a whole long poll with nothing arriving (any
-    fleet), or the lone task caught up with a trickle, counting what it received (classified) in the last minute."""
+    fleet), or the fleet caught up with a trickle, counting the photos sent in the last minute (the worker counts
+    those it received by their SentTimestamp, times the running tasks: once caught up they receive what arrives)."""
 
     def __init__(self, policy: ScalingPolicy, tick_seconds: int) -> None:
         assert policy.release is not None
@@ -434,9 +435,9 @@ class WorkerRelease:
         self.quiet_since: float | None = None
         self.last_minute: deque[float] = deque(maxlen=max(1, 60 // tick_seconds))
 
-    def due(self, now: float, arrivals: float, taken: float, queue: Queue, fleet: Fleet) -> bool:
+    def due(self, now: float, arrivals: float, queue: Queue, fleet: Fleet) -> bool:
         rule = self.rule
-        self.last_minute.append(taken)
+        self.last_minute.append(arrivals)
         running = fleet.running(now)
         if not running or fleet.desired < 1:
             self.quiet_since = None
@@ -448,9 +449,7 @@ class WorkerRelease:
         if self.quiet_since is not None and now - self.quiet_since >= rule.empty_wait_seconds:
             return True
         return (
-            fleet.desired == 1
-            and len(running) == 1
-            and not queue.hidden
+            not queue.hidden
             and queue.total <= rule.caught_up_messages
             and queue.oldest_age(now) < rule.max_age_seconds
             and sum(self.last_minute) < rule.slow_arrivals_per_minute
@@ -701,7 +700,7 @@ def simulate(
         desired_series[i] = fleet.desired
         host_series[i] = len(fleet.hosts)
         host_seconds += len(fleet.hosts) * dt
-        if release is not None and release.due(end, arrivals, last_done, queue, fleet):
+        if release is not None and release.due(end, arrivals, queue, fleet):
             fleet.desired = policy.min_capacity
             fleet.group_desired = policy.hosts.min_hosts
             scale_events += 1
