@@ -27,28 +27,31 @@ Policies (one scalable target: the ECS service's DesiredCount, min = min_tasks, 
    oldest photo reaches GUARD_STEPS fractions of the SLA, add the matching share of max_tasks
    (ChangeInCapacity; the last step adds max_tasks, i.e. goes to the maximum). This is the safety net for
    traffic target tracking reacts to too slowly (a burst on a small fleet). With `wake: sla` (and min_tasks 0)
-   the age only counts when the plan is failing: some task is desired, every desired task runs, and the backlog
-   is more than the running tasks clear at the slowest instance type's rate before GUARD_DEADLINE_SHARE of the
-   SLA (otherwise the metric reads 0). An old photo is then the intended result of waking late, not a sign of
-   too few tasks.
+   it acts only when the plan is failing: some task is desired, every desired task runs, and the backlog is more
+   than the running tasks clear at the slowest instance type's rate before GUARD_DEADLINE_SHARE of the SLA
+   (otherwise the metric reads 0). An old photo is then the intended result of waking late, not a sign of too
+   few tasks; and the guard sets (ExactCapacity) the tasks that would clear that backlog in time, rounded up to
+   a level (`guard_need_metric`), not a share of max_tasks: a burst on a woken task adds one task, not seven.
 3. `wake` (only when min_tasks == 0) step scaling on a metric that reads the visible messages while no task is
    desired, and is 0 otherwise, ExactCapacity sized for the backlog found: ceil(visible / target) rounded up to
    1, 2, 4, 8, ... max_tasks. Target tracking cannot start a fleet from zero (ceil(0 * x) = 0), so this is the
    only way out of zero.
    - `wake: immediate`: on the first visible message (visible >= 1).
-   - `wake: sla` (the default): when the SLA's slack runs low, not on the first photo. The threshold is
-     `wake_backlog` = slowest rate x WAKE_DRAIN_SHARE of the SLA (what one task drains in that budget), and
-     once the oldest photo's age plus the time one task of the slowest type takes to drain the visible backlog
-     reaches `wake_deadline` the metric reads at least that much:
+   - `wake: sla` (the default): when the SLA's slack runs low, not on the first photo: once the oldest photo's
+     age plus the time one task of the slowest type takes to drain the visible backlog and what arrives while
+     the fleet wakes (NumberOfMessagesSent per minute times the wake reaction) reaches `wake_deadline`:
 
          wake_reaction = metric_delay + P + instance_launch + image_pull + task_start
          wake_deadline = S - WAKE_MARGIN_SHARE * S - wake_reaction
 
      so the oldest photo is classified about WAKE_MARGIN_SHARE of the SLA before its deadline (photos are taken
      oldest first), and the photos gathered behind it before the deadline too: a lone photo waits until
-     `wake_deadline`, a backlog of `wake_backlog` until `wake_age` = wake_deadline - WAKE_DRAIN_SHARE * S. The
-     margin absorbs slower hosts, launches, pulls and metrics than the YAML says (the simulator's sensitivity
-     runs check 2x launch, 2x pull, 300 s metric delay and 0.6x throughput).
+     `wake_deadline`, a backlog for as long as one task could still drain it in time. The metric then reads the
+     visible backlog, at least `wake_backlog` (the threshold: what one slowest task drains in WAKE_DRAIN_SHARE
+     of the SLA), so the steps size the fleet by the backlog. The margin absorbs slower hosts, launches, pulls
+     and metrics than the YAML says (the simulator's sensitivity runs check 2x launch, 2x pull, 300 s metric
+     delay and 0.6x throughput). Counting the arrivals matters when they are steady: without them a task woken
+     late for a busy evening tail starts behind, and the guard adds tasks it would not have needed.
 4. `shrink` step scaling on IF(tasks > 1, backlog / tasks, target) <= SHRINK_BELOW * target for
    SHRINK_MINUTES datapoints: PercentChangeInCapacity -SHRINK_PERCENT (at least one task). Never below one
    task; tasks holding messages are protected by ECS task scale-in protection, so a busy task finishes its
@@ -119,12 +122,12 @@ SLA_WAKE_TARGET_SHARE = 0.45
 # (fraction of the SLA reached by the oldest photo, fraction of max_tasks added); the last step adds max_tasks.
 GUARD_STEPS: tuple[tuple[float, float], ...] = ((0.25, 0.1), (0.5, 0.25), (0.75, 1.0))
 GUARD_DATAPOINTS = 2
-# `wake: sla`: the guard counts an old photo only if the running tasks cannot clear the backlog before this share
-# of the SLA; below the SLA less the wake margin, so a wake that goes to plan never trips it, and short of the
-# SLA itself, so a failing plan still gets tasks in time.
+# `wake: sla`: the guard acts only if the running tasks cannot clear the backlog before this share of the SLA
+# (and then sets the tasks that can); below the SLA less the wake margin, so a wake that goes to plan never trips
+# it, and short of the SLA itself, so a failing plan still gets tasks in time.
 GUARD_DEADLINE_SHARE = 0.925
-# `wake: sla`: the oldest photo is to be classified this share of the SLA before its deadline, and the photos
-# behind it within this share of the SLA after it.
+# `wake: sla`: the oldest photo is to be classified this share of the SLA before its deadline; the wake metric's
+# floor (and threshold) is what one slowest task drains in WAKE_DRAIN_SHARE of the SLA.
 WAKE_MARGIN_SHARE = 0.15
 WAKE_DRAIN_SHARE = 0.1
 # `wake: sla`: minutes of an empty queue before the fleet goes back to zero. One: a datapoint with nothing visible
@@ -366,16 +369,9 @@ def wake_deadline_seconds(worker: WorkerConfig) -> int:
     return max(round(sla * (1 - WAKE_MARGIN_SHARE)) - wake_reaction_seconds(worker), 0)
 
 
-def wake_age_seconds(worker: WorkerConfig) -> int:
-    """`wake: sla`: the age of the oldest photo that wakes a backlog of `wake_backlog` (younger photos wake the
-    fleet from a larger backlog on, older ones from a smaller one, down to a single photo at `wake_deadline`)."""
-    sla = worker.sla_minutes * 60
-    return max(wake_deadline_seconds(worker) - round(sla * WAKE_DRAIN_SHARE), 0)
-
-
 def wake_backlog(worker: WorkerConfig) -> float:
-    """`wake: sla`: visible messages at which the fleet leaves zero whatever their age: what one task of the
-    slowest instance type drains in WAKE_DRAIN_SHARE of the SLA."""
+    """`wake: sla`: the wake alarm's threshold and its metric's floor once the deadline condition holds: what one
+    task of the slowest instance type drains in WAKE_DRAIN_SHARE of the SLA."""
     sla = worker.sla_minutes * 60
     return float(max(round(slowest_images_per_second(worker) * WAKE_DRAIN_SHARE * sla), 1))
 
@@ -451,44 +447,63 @@ def immediate_wake_metric(period: int) -> MetricSpec:
 
 
 def sla_wake_metric(worker: WorkerConfig) -> MetricSpec:
-    """`wake: sla`: while no task is desired, the visible messages, raised to `wake_backlog` once the oldest photo's
-    age plus the time one task of the slowest type takes to drain them reaches `wake_deadline`; 0 otherwise. The
-    alarm fires at `wake_backlog`, so either condition wakes the fleet and the steps size it by the backlog. With
-    nothing visible it reads 0 (the age metric can still show a message just deleted; the idle alarm releases on
-    that datapoint).
+    """`wake: sla`: while no task is desired and a photo is visible, the visible messages (at least `wake_backlog`,
+    the alarm's threshold) once the oldest photo's age plus the time one task of the slowest type takes to drain
+    them and what arrives while the fleet wakes reaches `wake_deadline`; 0 otherwise. With nothing visible it reads
+    0 (the age metric can still show a message just deleted; the idle alarm releases on that datapoint).
 
     Photos are classified oldest first, so a trickle's oldest photo is the one that binds: a single photo waits
-    until `wake_deadline`, a backlog of `wake_backlog` (WAKE_DRAIN_SHARE of the SLA to drain) until `wake_age`."""
-    backlog, deadline = f"{wake_backlog(worker):g}", f"{wake_deadline_seconds(worker):g}"
-    rate = f"{slowest_images_per_second(worker):g}"
+    until `wake_deadline`, a backlog as long as one task could still drain it in time."""
+    backlog = f"{wake_backlog(worker):g}"
     return MetricSpec(
         expression=(
-            f"IF(FILL(tasks, 0) < 1, IF(visible < 1, 0, IF(age + visible / {rate} >= {deadline}, "
-            f"IF(visible > {backlog}, visible, {backlog}), visible)), 0)"
+            f"IF(FILL(tasks, 0) < 1, IF(visible < 1, 0, IF({_wake_due(worker, 'age', 'visible')}, "
+            f"IF(visible > {backlog}, visible, {backlog}), 0)), 0)"
         ),
-        queries=(VISIBLE, AGE, DESIRED),
+        queries=(VISIBLE, AGE, SENT, DESIRED),
         period_seconds=worker.simulation.metric_period_seconds,
-        label=f"visible messages while no task runs (at least {backlog} once age + drain reaches {deadline} s)",
+        label=f"visible messages while no task runs, once age + drain reaches {wake_deadline_seconds(worker)} s",
     )
 
 
-def plan_failing_age_metric(worker: WorkerConfig) -> MetricSpec:
-    """`wake: sla`: the age of the oldest message while the fleet in place cannot keep the SLA, else 0.
+def _wake_due(worker: WorkerConfig, age: str, visible: str) -> str:
+    """Metric math: the oldest photo's age plus the slowest task's drain of the backlog and of what arrives during
+    the wake reaction reaches `wake_deadline`."""
+    rate = f"{slowest_images_per_second(worker):g}"
+    periods = f"{wake_reaction_seconds(worker) / worker.simulation.metric_period_seconds:g}"
+    return f"{age} + ({visible} + FILL(sent, 0) * {periods}) / {rate} >= {wake_deadline_seconds(worker)}"
+
+
+def guard_need_metric(worker: WorkerConfig) -> MetricSpec:
+    """`wake: sla`: while the fleet in place cannot keep the SLA, the tasks that can (rounded up to a level); else 0.
 
     0 with no task desired (the wake policy owns that) or while a desired task has not started (the plan is being
-    carried out); otherwise the age if the backlog exceeds what the running tasks clear, at the slowest instance
-    type's rate, before GUARD_DEADLINE_SHARE of the SLA.
+    carried out); otherwise, if the backlog exceeds what the running tasks clear at the slowest instance type's
+    rate before GUARD_DEADLINE_SHARE of the SLA, the tasks that would clear it by then at that rate (all of them
+    once less than a minute is left). Such a datapoint always asks for more tasks than run.
     """
-    rate = slowest_images_per_second(worker)
+    rate = f"{slowest_images_per_second(worker):g}"
     deadline = round(GUARD_DEADLINE_SHARE * worker.sla_minutes * 60)
+    most = worker.scaling.max_tasks
+    period = worker.simulation.metric_period_seconds
     return MetricSpec(
         expression=(
             "IF(FILL(tasks, 0) < 1, 0, IF(FILL(running, 0) < tasks, 0, "
-            f"IF(visible + inflight > {rate:g} * running * ({deadline} - age), age, 0)))"
+            f"IF(visible + inflight > {rate} * running * left, level, 0)))"
         ),
         queries=(VISIBLE, INFLIGHT, AGE, DESIRED, RUNNING_BESIDE_DESIRED),
-        period_seconds=worker.simulation.metric_period_seconds,
-        label="age of oldest message while the running tasks cannot clear the backlog in time",
+        period_seconds=period,
+        label="tasks that clear the backlog in time, while the running ones cannot",
+        parts=(
+            ("left", f"{deadline} - age"),
+            # The divisor never reaches zero, whichever way CloudWatch evaluates IF's branches.
+            (
+                "need",
+                f"IF(left < {period}, {most}, "
+                f"CEIL((visible + inflight) / ({rate} * IF(left < {period}, {period}, left))))",
+            ),
+            ("level", level_expression(f"IF(need > {most}, {most}, need)", most)),
+        ),
     )
 
 
@@ -659,12 +674,8 @@ def _wake_breaching(worker: WorkerConfig) -> str:
     """Metric math that is 1 where the wake alarm's metric reaches its threshold while no task is desired."""
     if worker.scaling.wake != "sla":
         return "FILL(visible, 0) >= 1"
-    backlog, deadline = f"{wake_backlog(worker):g}", f"{wake_deadline_seconds(worker):g}"
-    rate = f"{slowest_images_per_second(worker):g}"
-    return (
-        f"IF(FILL(visible, 0) < 1, 0, IF(FILL(age, 0) + FILL(visible, 0) / {rate} >= {deadline}, 1, "
-        f"FILL(visible, 0) >= {backlog}))"
-    )
+    due = _wake_due(worker, "FILL(age, 0)", "FILL(visible, 0)")
+    return f"IF(FILL(visible, 0) < 1, 0, IF({due}, 1, 0))"
 
 
 def host_release_metric(worker: WorkerConfig) -> MetricSpec:
@@ -673,7 +684,7 @@ def host_release_metric(worker: WorkerConfig) -> MetricSpec:
     return MetricSpec(
         # Unfilled task counts: a Container Insights datapoint that is late must not read as "no task" here.
         expression="IF(tasks + running < 1, IF(waking, 0, FILL(hosts, 0)), 0)",
-        queries=(VISIBLE, AGE, MOST_DESIRED, MOST_RUNNING, HOSTS)
+        queries=(VISIBLE, AGE, SENT, MOST_DESIRED, MOST_RUNNING, HOSTS)
         if worker.scaling.wake == "sla"
         else (VISIBLE, MOST_DESIRED, MOST_RUNNING, HOSTS),
         period_seconds=worker.simulation.metric_period_seconds,
@@ -725,13 +736,13 @@ def derive_policy(worker: WorkerConfig) -> ScalingPolicy:
     sla_wake = scaling.wake == "sla" and scaling.min_tasks == 0
     guard = StepPolicy(
         name="age-guard",
-        metric=plan_failing_age_metric(worker) if sla_wake else age_metric(period),
+        metric=guard_need_metric(worker) if sla_wake else age_metric(period),
         comparison="GreaterThanOrEqualToThreshold",
-        threshold=float(round(GUARD_STEPS[0][0] * sla)),
+        threshold=1.0 if sla_wake else float(round(GUARD_STEPS[0][0] * sla)),
         evaluation_periods=GUARD_DATAPOINTS,
         datapoints_to_alarm=GUARD_DATAPOINTS,
-        adjustment_type="ChangeInCapacity",
-        steps=age_guard_steps(sla, scaling.max_tasks),
+        adjustment_type="ExactCapacity" if sla_wake else "ChangeInCapacity",
+        steps=host_level_steps(scaling.max_tasks) if sla_wake else age_guard_steps(sla, scaling.max_tasks),
         cooldown_seconds=provision,
     )
     shrink = StepPolicy(

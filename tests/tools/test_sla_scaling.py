@@ -59,7 +59,10 @@ def test_backlog_metric_divides_by_desired_tasks(worker: WorkerConfig) -> None:
 
 
 def test_age_guard_steps_are_fractions_of_the_sla(worker: WorkerConfig) -> None:
-    guard = next(p for p in derive_policy(worker).step_policies if p.name == "age-guard")
+    # `wake: immediate` (and a minimum fleet): the bare age; `wake: sla` sizes by need (below).
+    guard = next(
+        p for p in derive_policy(with_scaling(worker, wake="immediate")).step_policies if p.name == "age-guard"
+    )
     assert "ApproximateAgeOfOldestMessage" in {q.metric_name for q in guard.metric.queries}
     assert guard.threshold == 900
     assert (guard.evaluation_periods, guard.datapoints_to_alarm) == (2, 2)
@@ -82,13 +85,12 @@ def test_immediate_wake_sizes_the_fleet_for_the_backlog_found(worker: WorkerConf
     assert evaluate(wake.metric.expression, {"visible": 5, "tasks": 2}) == 0
 
 
-def test_sla_wake_waits_for_the_slack_or_the_backlog(worker: WorkerConfig) -> None:
+def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker: WorkerConfig) -> None:
     assert worker.scaling.wake == "sla"
     # 3600 s less 15% margin (540 s), less 120 s metric delay + 60 s period + 360 s start.
     assert sla_scaling.wake_deadline_seconds(worker) == 2520
-    # A wake backlog's worth of photos wakes the fleet 10% of the SLA (its drain budget) earlier.
-    assert sla_scaling.wake_age_seconds(worker) == 2160
-    # The slowest instance type (g4dn.xlarge, 66/s) drains this much in the 360 s budget.
+    assert sla_scaling.wake_reaction_seconds(worker) == 540
+    # The slowest instance type (g4dn.xlarge, 66/s) drains this much in 10% of the SLA: the threshold and floor.
     assert sla_scaling.slowest_images_per_second(worker) == 66
     assert sla_scaling.wake_backlog(worker) == 23_760
     wake = next(p for p in derive_policy(worker).step_policies if p.name == "wake")
@@ -96,40 +98,52 @@ def test_sla_wake_waits_for_the_slack_or_the_backlog(worker: WorkerConfig) -> No
     assert [s.adjustment for s in wake.steps] == [1, 2, 4, 8, 16, 26]
     assert (wake.steps[0].lower, wake.steps[0].upper) == (23_760, 105_600)
 
-    def metric(visible: float, age: float, tasks: float | None = 0) -> float | None:
-        return evaluate(wake.metric.expression, {"visible": visible, "age": age, "tasks": tasks})
+    def metric(visible: float, age: float, tasks: float | None = 0, sent: float | None = 0) -> float | None:
+        return evaluate(wake.metric.expression, {"visible": visible, "age": age, "tasks": tasks, "sent": sent})
 
-    assert metric(1, 60) == 1  # one young photo: below the threshold, no wake
-    assert metric(1, 2519) == 1
+    assert metric(1, 60) == 0  # one young photo: no wake
+    assert metric(1, 2519) == 0
     assert metric(1, 2520) == 23_760  # old enough that the oldest photo needs a task now
     # 20,000 photos take one slow task 303 s: the oldest may be 2,217 s old, not 2,520.
-    assert metric(20_000, 2216) == 20_000
+    assert metric(20_000, 2216) == 0
     assert metric(20_000, 2217) == 23_760
-    assert metric(30_000, 100) == 30_000  # a backlog one task would not drain in time: wake now
-    assert metric(200_000, 2500) == 200_000  # old and large: sized by the backlog (2 tasks)
+    # 1,000 photos a minute arrive meanwhile: 9 minutes' worth (9,000) more to drain, 137 s earlier.
+    assert metric(20_000, 2080, sent=1000) == 0
+    assert metric(20_000, 2081, sent=1000) == 23_760
+    assert metric(30_000, 100) == 0  # a backlog one task drains in time waits: no fixed backlog wakes it
+    assert metric(200_000, 100) == 200_000  # one that it cannot: now, sized by the backlog (2 tasks)
     assert metric(1, 3000, tasks=1) == 0  # a fleet that runs is the other policies' business
-    assert metric(1, 3000, tasks=None) == 23_760  # no task datapoint: none desired
+    assert metric(1, 3000, tasks=None, sent=None) == 23_760  # no task or sent datapoint: none desired, none sent
     # The same alarm sets as many hosts as tasks (both counts are host levels here).
     assert wake.host_steps == wake.steps
 
 
-def test_sla_guard_counts_age_only_when_the_running_tasks_fall_behind(worker: WorkerConfig) -> None:
+def test_sla_guard_sets_the_tasks_that_clear_the_backlog_in_time(worker: WorkerConfig) -> None:
     guard = next(p for p in derive_policy(worker).step_policies if p.name == "age-guard")
-    assert guard.steps == (Step(900, 1800, 3), Step(1800, 2700, 7), Step(2700, None, 26))
+    assert (guard.adjustment_type, guard.threshold) == ("ExactCapacity", 1)
+    assert guard.steps == sla_scaling.host_level_steps(26)
     ids = {q.id: q.metric_name for q in guard.metric.queries}
     assert ids["tasks"] == "DesiredTaskCount"
     assert ids["running"] == "RunningTaskCount"
 
     def metric(backlog: float, age: float, tasks: float, running: float) -> float | None:
         values = {"visible": backlog, "inflight": 0, "age": age, "tasks": tasks, "running": running}
-        return evaluate(guard.metric.expression, values)
+        return evaluate_spec(guard.metric.expression, guard.metric.parts, values)
 
     assert metric(20_000, 2700, tasks=0, running=0) == 0  # at zero: the wake policy's business
     assert metric(20_000, 2700, tasks=1, running=0) == 0  # woken, host still starting: the plan is under way
     # One task clears 66 x (3330 - 2700) = 41,580 before the guard's deadline: the old photo is planned for.
     assert metric(20_000, 2700, tasks=1, running=1) == 0
-    assert metric(50_000, 2700, tasks=1, running=1) == 2700  # it cannot: the guard's steps apply
-    assert metric(1, 3400, tasks=4, running=4) == 3400  # past the guard's deadline, any backlog is late
+    assert metric(50_000, 2700, tasks=1, running=1) == 2  # it cannot: two tasks can (83,160)
+    assert metric(500_000, 2700, tasks=1, running=1) == 13  # ceil(12.03)
+    assert metric(700_000, 2700, tasks=1, running=1) == 18  # ceil(16.8) = 17: the next level, 18
+    assert metric(10_000_000, 2700, tasks=4, running=4) == 26  # no more than the maximum
+    assert metric(1, 3400, tasks=4, running=4) == 26  # past the guard's deadline: everything
+    assert metric(1, 3300, tasks=4, running=4) == 0  # 30 s left, and four tasks clear one photo in time
+    # Whenever it acts it asks for more tasks than run (ExactCapacity never lowers the count).
+    for backlog, age, running in itertools.product((1e3, 5e4, 2e5, 2e6), (0, 900, 2700, 3200), (1, 3, 13, 25)):
+        value = metric(backlog, age, tasks=running, running=running)
+        assert value == 0 or value > running
 
 
 def test_immediate_guard_is_the_bare_age(worker: WorkerConfig) -> None:
@@ -152,16 +166,16 @@ def test_idle_goes_back_to_zero_a_minute_after_the_drain_with_sla_wake(worker: W
         return evaluate(idle.metric.expression, values)
 
     assert metric(0, 0, tasks=5, running=5) == 0  # an empty queue: idle whatever the fleet
-    # A wake's worth (23,760) takes 10 minutes to arrive at 2,376 a minute: slower than that, gather again.
-    assert metric(10, 5, tasks=1, running=1, sent=2376) == 10
+    # A wake's worth (23,760) takes 5 minutes to arrive at 4,752 a minute: slower than that, gather again.
+    assert metric(10, 5, tasks=1, running=1, sent=4752) == 10
     assert metric(10, 5, tasks=1, running=1, sent=None) == 10
-    assert metric(10, 5, tasks=1, running=1, sent=2377) == 65
+    assert metric(10, 5, tasks=1, running=1, sent=4753) == 65
     assert metric(10, 5, tasks=1, running=1) == 10  # one task keeping up with a trickle: idle
     assert metric(1, 2200, tasks=1, running=0) == 65  # woken, not started: the photo is still to classify
     assert metric(1, 2300, tasks=1, running=1) == 65  # started, the old photo not yet classified
     # A burst's tasks keeping up with a trickle: all of them go, not a fifth every 15 minutes through shrink.
     assert metric(10, 5, tasks=8, running=8) == 10
-    assert metric(10, 5, tasks=8, running=8, sent=2377) == 65
+    assert metric(10, 5, tasks=8, running=8, sent=4753) == 65
 
 
 def test_shrink_never_removes_the_last_task(worker: WorkerConfig) -> None:
@@ -239,7 +253,8 @@ def test_host_alarms_follow_trim_and_release(worker: WorkerConfig) -> None:
     assert value(trim.metric, visible=50_000, tasks=0, running=0, hosts=3) == 0  # zero is the release's
     assert value(release.metric, tasks=0, running=0, hosts=2) == 2
     assert value(release.metric, tasks=0, running=1, hosts=2) == 0
-    assert value(release.metric, visible=30_000, tasks=0, running=0, hosts=1) == 0  # the wake fires: keep
+    assert value(release.metric, visible=30_000, age=2200, tasks=0, running=0, hosts=1) == 0  # the wake fires: keep
+    assert value(release.metric, visible=30_000, age=60, tasks=0, running=0, hosts=1) == 1  # it does not: release
 
 
 @pytest.mark.parametrize("wake", ["sla", "immediate"])
@@ -391,14 +406,12 @@ def test_template_wake_alarm_is_the_sla_slack_metric(photo_service: dict[str, An
 def test_worker_release_repeats_the_idle_alarms_sla_condition(worker: WorkerConfig) -> None:
     rule = derive_policy(worker).release
     assert rule == sla_scaling.WorkerRelease(
-        empty_wait_seconds=20, caught_up_messages=64, max_age_seconds=120, slow_arrivals_per_minute=2376
+        empty_wait_seconds=20, caught_up_messages=64, max_age_seconds=120, slow_arrivals_per_minute=4752
     )
     # The idle alarm's trickle threshold is the same number per datapoint.
     assert f"FILL(sent, 0) > {rule.slow_arrivals_per_minute}" in sla_scaling.sla_idle_metric(worker).expression
-    immediate = worker.model_copy(update={"scaling": worker.scaling.model_copy(update={"wake": "immediate"})})
-    assert derive_policy(immediate).release is None
-    floor = worker.model_copy(update={"scaling": worker.scaling.model_copy(update={"min_tasks": 1})})
-    assert derive_policy(floor).release is None
+    assert derive_policy(with_scaling(worker, wake="immediate")).release is None
+    assert derive_policy(with_scaling(worker, min_tasks=1)).release is None
 
 
 def test_template_worker_gets_its_release_rule_and_grant(photo_service: dict[str, Any], worker: WorkerConfig) -> None:
@@ -437,13 +450,16 @@ def test_template_wake_steps_size_the_fleet_from_the_threshold(photo_service: di
 
 def test_template_guard_reads_running_and_desired_tasks(photo_service: dict[str, Any], worker: WorkerConfig) -> None:
     alarm = _alarm(photo_service, "age-guard")
-    assert alarm["Threshold"] == 900
+    assert alarm["Threshold"] == 1
     queries = {m["Id"]: m for m in alarm["Metrics"] if "MetricStat" in m}
     assert queries["running"]["MetricStat"]["Metric"]["MetricName"] == "RunningTaskCount"
     assert queries["tasks"]["MetricStat"]["Metric"]["MetricName"] == "DesiredTaskCount"
-    (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
-    assert expression["Expression"] == sla_scaling.plan_failing_age_metric(worker).expression
-    assert [a["ScalingAdjustment"] for a in _steps(photo_service, "age-guard")["StepAdjustments"]] == [3, 7, 26]
+    expressions = {m["Id"]: m["Expression"] for m in alarm["Metrics"] if "Expression" in m}
+    spec = sla_scaling.guard_need_metric(worker)
+    assert {name: expressions[name] for name, _ in spec.parts} == dict(spec.parts)
+    config = _steps(photo_service, "age-guard")
+    assert config["AdjustmentType"] == "ExactCapacity"
+    assert [a["ScalingAdjustment"] for a in config["StepAdjustments"]] == list(sla_scaling.host_levels(26))
 
 
 def test_template_idle_alarm_returns_to_zero_after_a_minute(photo_service: dict[str, Any]) -> None:
@@ -571,8 +587,8 @@ RATIO_LIMITS = {
     "random-4": 1.25,
     "random-5": 1.25,
     "trickle": 1.31,  # measured 1.30
-    "random-2": 1.43,  # 1.42
-    "random-3": 1.35,  # 1.345
+    "random-2": 1.31,  # 1.30
+    "random-3": 1.38,  # 1.37
 }
 
 
