@@ -539,10 +539,10 @@ def sla_idle_metric(worker: WorkerConfig) -> MetricSpec:
 def _sla_idle_expression(worker: WorkerConfig) -> str:
     busy = worker.batch_size + 1
     period = worker.simulation.metric_period_seconds
-    # Gathering again pays off only if the next wake is far: a wake costs about 7 host-minutes when the worker
+    # Gathering again pays off only if the next wake is far enough: a wake costs about 7 host-minutes when the worker
     # releases the fleet (6 to start, a long poll, 1 to release the host; about 4 more when only this alarm does),
-    # and a task that the traffic keeps a third busy or less (a wake's backlog in IDLE_MIN_GATHER_MINUTES or more)
-    # spends more than that idling in between.
+    # and idling until the next wake's host is up costs the gathering plus about 3 minutes of alarm lag plus the
+    # start: from about a 4-minute gather on, cycling is cheaper (docs/scaling.md has the sweep behind the 5).
     trickle = round(slow_arrivals_per_minute(worker) * period / 60)
     return (
         f"IF(visible + inflight < 1, 0, IF(FILL(running, 0) < 1, {busy}, "

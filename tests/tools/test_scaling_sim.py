@@ -336,7 +336,7 @@ def test_the_workers_own_release_sends_the_fleet_to_zero_a_long_poll_after_the_q
     assert out.gpu_hours == pytest.approx((620 + engine.HOST_RELEASE_SECONDS - 180) / 3600)
 
 
-def test_a_lone_task_caught_up_with_a_trickle_goes_back_to_zero_at_once() -> None:
+def test_a_fleet_caught_up_with_a_trickle_goes_back_to_zero_at_once() -> None:
     # The burst, then 6 photos a minute: the queue never stays empty for a long poll, but once the task has taken
     # the burst and a minute of trickle (6 photos) it holds under a batch, the oldest is young and it took fewer than
     # 10 in the last minute: it lets the fleet go (this test policy wakes again on the next visible photo, so it
