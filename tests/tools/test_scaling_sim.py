@@ -14,7 +14,7 @@ from cdk_constructs import sla_scaling
 from cdk_constructs.sla_scaling import HostScaling, MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
 from stacks.config import WorkerConfig, load_worker
 from tools.scaling_sim import __main__ as cli
-from tools.scaling_sim import engine, policies, report, traffic
+from tools.scaling_sim import autoscaler, engine, policies, report, traffic
 from tools.scaling_sim import oracle as host_oracle
 from tools.scaling_sim.metricmath import MetricMathError, evaluate, evaluate_spec
 
@@ -138,8 +138,8 @@ def test_target_tracking_counts_the_capacity_added_during_its_cooldown() -> None
 def test_percent_change_rounds_toward_zero_with_a_minimum_magnitude() -> None:
     shrink = StepPolicy("s", MetricSpec("visible", (VISIBLE,), 60, "v"), "LessThanOrEqualToThreshold", 0, 1, 1,
                         "PercentChangeInCapacity", (Step(None, 0, -20),), 0, min_adjustment_magnitude=1)  # fmt: skip
-    assert engine._adjust(shrink, -20, 12) == 10  # -2.4 -> -2
-    assert engine._adjust(shrink, -20, 3) == 2  # -0.6 -> at least one
+    assert autoscaler._adjust(shrink, -20, 12) == 10  # -2.4 -> -2
+    assert autoscaler._adjust(shrink, -20, 3) == 2  # -0.6 -> at least one
 
 
 def test_sqs_asleep_after_hours_of_silence_delays_the_wake() -> None:

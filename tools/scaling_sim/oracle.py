@@ -43,12 +43,16 @@ tests/tools/test_scaling_sim.py (one photo, one burst, two bursts an SLA apart) 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import highspy
 import numpy as np
 import numpy.typing as npt
+
+from tools.scaling_sim.fleet import Queue
+from tools.scaling_sim.model import Outcome, Params, Series
 
 Floats = npt.NDArray[np.float64]
 
@@ -179,4 +183,95 @@ def solve(
         runs=float(solution[s0 : s0 + minutes].sum()),
         hosts=solution[n0 : n0 + minutes],
         feasible=True,
+    )
+
+
+# --- as an outcome beside the policies' ------------------------------------------------------------------------
+
+
+def fifo_waits(per_minute: Floats, params: Params, tasks: float, drain_ticks: int) -> tuple[Floats, Floats, Floats]:
+    """Photos served oldest first by `tasks` always-ready tasks: (histogram of waits in ticks, age series,
+    busy tasks series)."""
+    dt = params.tick_seconds
+    ticks_per_minute = 60 // dt
+    n_ticks = len(per_minute) * ticks_per_minute + drain_ticks
+    queue = Queue()
+    waits = np.zeros(n_ticks + 2)
+    age = np.zeros(n_ticks)
+    busy = np.zeros(n_ticks)
+    capacity = tasks * params.images_per_second * dt
+    for i in range(n_ticks):
+        now = float(i * dt)
+        minute = i // ticks_per_minute
+        if minute < len(per_minute):
+            queue.add(now, per_minute[minute] / ticks_per_minute)
+        age[i] = queue.oldest_age(now)
+        done = 0.0
+        for arrival, count in queue.take(capacity):
+            waits[round((now + dt - arrival) / dt)] += count
+            done += count
+        busy[i] = done / (params.images_per_second * dt)
+    return waits, age, busy
+
+
+def _late(waits: Floats, params: Params) -> float:
+    return float(waits[params.sla_seconds // params.tick_seconds + 1 :].sum())
+
+
+def tasks_needed(per_minute: Floats, params: Params, drain_ticks: int, limit: int = 10_000) -> int | None:
+    """The fewest always-ready tasks that keep every photo within the SLA (None above `limit`)."""
+    low, high = 0, 1
+    while _late(fifo_waits(per_minute, params, high, drain_ticks)[0], params) >= 0.5:
+        low, high = high, high * 2
+        if high > limit:
+            return None
+    while high - low > 1:  # late(low) > 0, late(high) == 0
+        middle = (low + high) // 2
+        if _late(fifo_waits(per_minute, params, middle, drain_ticks)[0], params) >= 0.5:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def outcome(per_minute: Floats, params: Params, max_tasks: int, *, profile: str = "") -> Outcome:
+    """The host-aware lower bound (`tools.scaling_sim.oracle`): the fewest GPU-hours any schedule can spend on this
+    traffic, knowing it in advance, with whole hosts of the fastest instance type, their start-up time, per-second
+    billing and every photo within the SLA. Infeasible traffic (no schedule within max_tasks meets the SLA) gives
+    infinite GPU-hours. `tasks_needed`: the fewest always-ready tasks that keep every photo within the SLA.
+    """
+    p = params
+    fastest = dataclasses.replace(p, images_per_second=max(p.rates), instance_rates=())
+    result = solve(
+        per_minute,
+        sla_seconds=p.sla_seconds,
+        images_per_second=fastest.images_per_second,
+        startup_seconds=p.startup_seconds,
+        max_tasks=max_tasks,
+    )
+    gpu_hours = result.bound_host_seconds / 3600 * p.gpus_per_task
+    ticks_per_minute = 60 // p.tick_seconds
+    hosts = np.repeat(result.hosts, ticks_per_minute)
+    drain_ticks = 2 * p.sla_seconds // p.tick_seconds
+    return Outcome(
+        policy="oracle",
+        profile=profile,
+        photos=float(per_minute.sum()),
+        max_age_s=math.nan,
+        p99_age_s=math.nan,
+        p99_latency_s=math.nan,
+        over_sla=0 if result.feasible else -1,
+        gpu_hours=gpu_hours,
+        cost_usd=gpu_hours * p.gpu_hourly_usd,
+        scale_events=0,
+        peak_tasks=math.ceil(float(hosts.max(initial=0.0)) - 1e-6),
+        zero_minutes=float((result.hosts <= 1e-6).sum()),
+        tasks_needed=tasks_needed(per_minute, fastest, drain_ticks),
+        series=Series(
+            seconds=np.arange(len(hosts), dtype=np.float64) * p.tick_seconds,
+            age=np.full(len(hosts), math.nan),
+            running=hosts,
+            desired=hosts,
+            hosts=hosts,
+        ),
     )
