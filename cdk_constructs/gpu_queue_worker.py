@@ -46,7 +46,7 @@ from cdk_constructs.gpu_worker_release import add_fleet_release
 from cdk_constructs.gpu_worker_scaling import add_sla_scaling
 from cdk_constructs.logs_key import logs_key
 from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_provider
-from cdk_constructs.sla_scaling import ScalingPolicy
+from cdk_constructs.sla_model import ScalingPolicy
 
 # CloudWatch agent configuration for GPU hosts: utilization and memory per Auto Scaling group, every minute.
 _GPU_AGENT_CONFIG = {

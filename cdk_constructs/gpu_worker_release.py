@@ -15,7 +15,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 
 from cdk_constructs.nag import acknowledge
-from cdk_constructs.sla_scaling import ScalingPolicy
+from cdk_constructs.sla_model import ScalingPolicy
 
 if TYPE_CHECKING:
     from cdk_constructs.gpu_queue_worker import GpuQueueWorker

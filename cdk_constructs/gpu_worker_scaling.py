@@ -19,7 +19,7 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 
-from cdk_constructs.sla_scaling import MetricQuery, MetricSpec, ScalingPolicy, Step, StepPolicy, referenced_ids
+from cdk_constructs.sla_model import MetricQuery, MetricSpec, ScalingPolicy, Step, StepPolicy, referenced_ids
 
 if TYPE_CHECKING:
     from cdk_constructs.gpu_queue_worker import GpuQueueWorker

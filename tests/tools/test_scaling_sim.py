@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdk_constructs import sla_scaling
-from cdk_constructs.sla_scaling import HostScaling, MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
+from cdk_constructs import sla_model, sla_scaling, sla_timing
+from cdk_constructs.sla_model import HostScaling, MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
 from stacks.config import WorkerConfig, load_worker
 from tools.scaling_sim import __main__ as cli
 from tools.scaling_sim import autoscaler, engine, policies, report, traffic
@@ -35,9 +35,9 @@ PARAMS = engine.Params(
     gpus_per_task=1,
     gpu_hourly_usd=2.0,
 )
-VISIBLE = sla_scaling.VISIBLE
-INFLIGHT = sla_scaling.INFLIGHT
-DESIRED = sla_scaling.DESIRED
+VISIBLE = sla_model.VISIBLE
+INFLIGHT = sla_model.INFLIGHT
+DESIRED = sla_model.DESIRED
 GROUP = HostScaling(managed=False, min_hosts=0, max_hosts=10)
 
 
@@ -313,13 +313,13 @@ def test_the_host_starts_with_the_task_and_goes_a_release_after_the_queue_emptie
     assert out.series.desired[77] == 1
     assert out.series.desired[78] == 0
     assert out.gpu_hours == pytest.approx((780 + engine.HOST_RELEASE_SECONDS - 180) / 3600)
-    managed = dataclasses.replace(wake_and_release(), hosts=sla_scaling.MANAGED_HOSTS)
+    managed = dataclasses.replace(wake_and_release(), hosts=sla_model.MANAGED_HOSTS)
     held = engine.simulate(managed, minutes(600), PARAMS, drain_minutes=30)
     assert held.gpu_hours == pytest.approx((780 + engine.HOST_IDLE_SECONDS - 180) / 3600)
 
 
 def released_by_the_worker(caught_up: int = 0, slow: int = 0) -> ScalingPolicy:
-    rule = sla_scaling.WorkerRelease(
+    rule = sla_model.WorkerRelease(
         empty_wait_seconds=20, caught_up_messages=caught_up, max_age_seconds=120, slow_arrivals_per_minute=slow
     )
     return dataclasses.replace(wake_and_release(), release=rule)
@@ -475,7 +475,7 @@ def test_metric_math_ceil_parts_and_names() -> None:
     assert evaluate("CEIL(a / 2)", {"a": 5}) == 3
     assert evaluate("CEIL(a)", {"a": None}) is None
     assert evaluate_spec("need * 2", (("sum", "a + b"), ("need", "IF(sum > 3, sum, 3)")), {"a": 1, "b": 1}) == 6
-    assert sla_scaling.referenced_ids("IF(FILL(tasks, 0) < 1, CEIL(x / 2), y)") == {"tasks", "x", "y"}
+    assert sla_model.referenced_ids("IF(FILL(tasks, 0) < 1, CEIL(x / 2), y)") == {"tasks", "x", "y"}
 
 
 def test_metric_math_evaluates_if_lazily_and_fill() -> None:
@@ -520,7 +520,7 @@ def test_quiet_night_reaches_zero_and_the_lone_photo_waits_for_its_slack(worker:
     assert out.series.hosts[night].max() == 0
     # The 07:00 photo wakes the fleet only once its age (nothing to drain behind it) reaches the wake deadline
     # (42 min), not at once; one host serves it and goes about 4 minutes after it is classified.
-    wake = 7 * 360 + sla_scaling.wake_deadline_seconds(worker) // 10
+    wake = 7 * 360 + sla_timing.wake_deadline_seconds(worker) // 10
     assert out.series.desired[7 * 360 : wake].max() == 0
     assert out.series.running[wake : 8 * 360].max() >= 1
     assert out.series.hosts[7 * 360 : 8 * 360].sum() * 10 <= (6 + 6) * 60

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from cdk_constructs import sla_scaling
-from cdk_constructs.sla_scaling import MetricSpec, Step, StepPolicy, derive_policy
+from cdk_constructs import sla_hosts, sla_model, sla_scaling, sla_timing
+from cdk_constructs.sla_model import MetricSpec, Step, StepPolicy
+from cdk_constructs.sla_scaling import derive_policy
 from stacks.config import WorkerConfig, load_worker
 from tools.scaling_sim import __main__ as cli
 from tools.scaling_sim import engine, policies, traffic
@@ -88,11 +89,11 @@ def test_immediate_wake_sizes_the_fleet_for_the_backlog_found(worker: WorkerConf
 def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker: WorkerConfig) -> None:
     assert worker.scaling.wake == "sla"
     # 3600 s less 15% margin (540 s), less 120 s metric delay + 60 s period + 360 s start.
-    assert sla_scaling.wake_deadline_seconds(worker) == 2520
-    assert sla_scaling.wake_reaction_seconds(worker) == 540
+    assert sla_timing.wake_deadline_seconds(worker) == 2520
+    assert sla_timing.wake_reaction_seconds(worker) == 540
     # The slowest instance type (g4dn.xlarge, 66/s) drains this much in 10% of the SLA: the threshold and floor.
-    assert sla_scaling.slowest_images_per_second(worker) == 66
-    assert sla_scaling.wake_backlog(worker) == 23_760
+    assert sla_timing.slowest_images_per_second(worker) == 66
+    assert sla_timing.wake_backlog(worker) == 23_760
     wake = next(p for p in derive_policy(worker).step_policies if p.name == "wake")
     assert (wake.threshold, wake.evaluation_periods, wake.datapoints_to_alarm) == (23_760, 1, 1)
     assert [s.adjustment for s in wake.steps] == [1, 2, 4, 8, 16, 26]
@@ -121,7 +122,7 @@ def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker:
 def test_sla_guard_sets_the_tasks_that_clear_the_backlog_in_time(worker: WorkerConfig) -> None:
     guard = next(p for p in derive_policy(worker).step_policies if p.name == "age-guard")
     assert (guard.adjustment_type, guard.threshold) == ("ExactCapacity", 1)
-    assert guard.steps == sla_scaling.host_level_steps(26)
+    assert guard.steps == sla_model.host_level_steps(26)
     ids = {q.id: q.metric_name for q in guard.metric.queries}
     assert ids["tasks"] == "DesiredTaskCount"
     assert ids["running"] == "RunningTaskCount"
@@ -201,7 +202,7 @@ def test_no_wake_or_idle_policy_with_a_minimum_fleet(worker: WorkerConfig) -> No
 
 @pytest.mark.parametrize("max_hosts", [1, 2, 19, 20, 21, 26, 40, 41, 99])
 def test_host_levels_fit_one_step_scaling_policy(max_hosts: int) -> None:
-    levels = sla_scaling.host_levels(max_hosts)
+    levels = sla_model.host_levels(max_hosts)
     # EC2 Auto Scaling: at most 20 step adjustments in one step scaling policy (not adjustable).
     assert len(levels) <= 20
     assert levels[0] == 1
@@ -209,17 +210,17 @@ def test_host_levels_fit_one_step_scaling_policy(max_hosts: int) -> None:
     assert list(levels) == sorted(set(levels))
     gaps = {b - a for a, b in itertools.pairwise(levels)}
     for count in range(max_hosts + 1):
-        level = sla_scaling.round_up_to_level(count, max_hosts)
+        level = sla_model.round_up_to_level(count, max_hosts)
         assert count <= level <= count + max(gaps, default=1) - 1 or level == count
-        assert evaluate(sla_scaling.level_expression("n", max_hosts), {"n": count}) == level
-    steps = sla_scaling.host_level_steps(max_hosts)
+        assert evaluate(sla_model.level_expression("n", max_hosts), {"n": count}) == level
+    steps = sla_model.host_level_steps(max_hosts)
     assert [s.adjustment for s in steps] == list(levels)
     assert all(s.contains(level) for s, level in zip(steps, levels, strict=True))
 
 
 def test_host_levels_for_26_are_every_count_to_14_then_every_other() -> None:
-    assert sla_scaling.host_levels(26) == (*range(1, 15), 16, 18, 20, 22, 24, 26)
-    assert sla_scaling.round_up_to_level(15, 26) == 16
+    assert sla_model.host_levels(26) == (*range(1, 15), 16, 18, 20, 22, 24, 26)
+    assert sla_model.round_up_to_level(15, 26) == 16
 
 
 def test_host_alarms_follow_trim_and_release(worker: WorkerConfig) -> None:
@@ -232,7 +233,7 @@ def test_host_alarms_follow_trim_and_release(worker: WorkerConfig) -> None:
     assert (release.name, release.evaluation_periods, release.datapoints_to_alarm) == ("hosts-release", 3, 3)
     for p in hosts.policies:
         assert (p.adjustment_type, p.comparison, p.threshold) == ("ExactCapacity", "GreaterThanOrEqualToThreshold", 1)
-    assert follow.steps == trim.steps == sla_scaling.host_level_steps(26)
+    assert follow.steps == trim.steps == sla_model.host_level_steps(26)
     assert release.steps == (Step(1, None, 0),)
     names = {q.metric_name: q.statistic for q in follow.metric.queries}
     assert names["GroupDesiredCapacity"] == "Maximum"
@@ -313,8 +314,8 @@ def test_every_deployed_expression_uses_its_queries_and_parts_and_fits_an_alarm(
         assert len(defined) == len(metric.queries)
         used: set[str] = set()
         for name, expression in (*metric.parts, ("result", metric.expression)):
-            assert sla_scaling.referenced_ids(expression) <= defined, name
-            used |= sla_scaling.referenced_ids(expression)
+            assert sla_model.referenced_ids(expression) <= defined, name
+            used |= sla_model.referenced_ids(expression)
             defined.add(name)
         assert {query.id for query in metric.queries} <= used
         # CloudWatch: at most 10 metrics and 10 expressions in one alarm (PutMetricAlarm, MetricDataQuery).
@@ -323,9 +324,9 @@ def test_every_deployed_expression_uses_its_queries_and_parts_and_fits_an_alarm(
         assert all(len(e) <= 1024 for _, e in (*metric.parts, ("result", metric.expression)))
 
 
-def test_sla_module_does_not_import_the_cdk() -> None:
-    source = Path(sla_scaling.__file__).read_text(encoding="utf-8")
-    assert "aws_cdk" not in source
+def test_sla_modules_do_not_import_the_cdk() -> None:
+    for module in (sla_model, sla_timing, sla_hosts, sla_scaling):
+        assert "aws_cdk" not in Path(module.__file__).read_text(encoding="utf-8"), module.__name__
 
 
 def test_sla_holds_on_every_built_in_profile_and_random_day(worker: WorkerConfig) -> None:
@@ -405,7 +406,7 @@ def test_template_wake_alarm_is_the_sla_slack_metric(photo_service: dict[str, An
 
 def test_worker_release_repeats_the_idle_alarms_sla_condition(worker: WorkerConfig) -> None:
     rule = derive_policy(worker).release
-    assert rule == sla_scaling.WorkerRelease(
+    assert rule == sla_model.WorkerRelease(
         empty_wait_seconds=20, caught_up_messages=64, max_age_seconds=120, slow_arrivals_per_minute=4752
     )
     # The idle alarm's trickle threshold is the same number per datapoint.
@@ -459,7 +460,7 @@ def test_template_guard_reads_running_and_desired_tasks(photo_service: dict[str,
     assert {name: expressions[name] for name, _ in spec.parts} == dict(spec.parts)
     config = _steps(photo_service, "age-guard")
     assert config["AdjustmentType"] == "ExactCapacity"
-    assert [a["ScalingAdjustment"] for a in config["StepAdjustments"]] == list(sla_scaling.host_levels(26))
+    assert [a["ScalingAdjustment"] for a in config["StepAdjustments"]] == list(sla_model.host_levels(26))
 
 
 def test_template_idle_alarm_returns_to_zero_after_a_minute(photo_service: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ GATED = ("deployed", "immediate")
 # What the results depend on besides the standard library and pinned packages: a change here makes docs stale.
 INPUTS = (
     *sorted((REPO_ROOT / "tools" / "scaling_sim").glob("*.py")),
-    REPO_ROOT / "cdk_constructs" / "sla_scaling.py",
+    *sorted((REPO_ROOT / "cdk_constructs").glob("sla_*.py")),
     DEFAULT_WORKER,
 )
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cdk_constructs.sla_scaling import MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
+from cdk_constructs.sla_model import MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
 from tools.scaling_sim.metricmath import evaluate_spec
 
 # (namespace, metric name) -> the snapshot field the simulator reports for it.

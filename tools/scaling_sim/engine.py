@@ -42,7 +42,7 @@ from collections import deque
 
 import numpy as np
 
-from cdk_constructs.sla_scaling import ScalingPolicy
+from cdk_constructs.sla_model import ScalingPolicy
 from tools.scaling_sim.autoscaler import METRIC_SOURCES, AutoScaler, metric_value
 from tools.scaling_sim.fleet import Fleet, Queue, WorkerRelease
 from tools.scaling_sim.model import (

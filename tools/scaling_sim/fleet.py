@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cdk_constructs.sla_scaling import HostScaling, ScalingPolicy
+from cdk_constructs.sla_model import HostScaling, ScalingPolicy
 from tools.scaling_sim.model import SPOT_NOTICE_SECONDS, Params
 
 # --- the queue --------------------------------------------------------------------------------------------------

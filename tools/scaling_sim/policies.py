@@ -16,17 +16,8 @@
 from __future__ import annotations
 
 from cdk_constructs import sla_scaling
-from cdk_constructs.sla_scaling import (
-    RUNNING,
-    VISIBLE,
-    MetricSpec,
-    ScalingPolicy,
-    Step,
-    StepPolicy,
-    TargetTracking,
-    age_metric,
-    backlog_per_task_metric,
-)
+from cdk_constructs.sla_model import RUNNING, VISIBLE, MetricSpec, ScalingPolicy, Step, StepPolicy, TargetTracking
+from cdk_constructs.sla_scaling import age_metric, backlog_per_task_metric
 from stacks.config import WorkerConfig
 
 POLICY_NAMES = ("deployed", "immediate", "age-step", "backlog-target")
