@@ -6,11 +6,14 @@ what runs:
 
 - target tracking on backlog per task = (visible + in flight) / desired tasks, 1-minute metric math, target =
   images one task clears in `acceptable` seconds (a share of the SLA less the time a new task needs to start);
-- step scaling on the age of the oldest message (25/50/75% of the SLA add 10%/25%/100% of max tasks);
+- a guard: with `wake: sla`, when the running tasks cannot clear the backlog before the SLA, exactly the tasks that
+  can (`wake: immediate`: steps on the age of the oldest message, 25/50/75% of the SLA add 10%/25%/100% of max
+  tasks);
 - with `min_tasks: 0`, a wake-up step policy (when the SLA's slack runs low, or on the first photo with
-  `wake: immediate`) and an idle policy that returns to zero once the queue is drained. In-flight messages count
-  everywhere, so the fleet never shrinks under work in hand; tasks holding messages also set ECS task scale-in
-  protection;
+  `wake: immediate`) and an idle policy that returns to zero once the fleet has drained what it was woken for;
+  with `wake: sla` the worker itself does that at once (gpu_worker_release.py), the alarm being the fallback.
+  In-flight messages count everywhere, so the fleet never shrinks under work in hand; tasks holding messages
+  also set ECS task scale-in protection;
 - the GPU hosts: ECS managed scaling is off and EC2 Auto Scaling step policies (ExactCapacity) size the group from
   the same metrics, the wake and idle alarms acting on the tasks and the hosts at once; managed draining lets a
   task stop before its host terminates.
