@@ -24,7 +24,6 @@ scaled in, and the GPU hosts go as soon as the tasks do, not after the capacity 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,26 +40,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from cdk_constructs.gpu_worker_hosts import add_hosts
 from cdk_constructs.gpu_worker_monitoring import add_alarms, add_dashboard
 from cdk_constructs.gpu_worker_release import add_fleet_release
 from cdk_constructs.gpu_worker_scaling import add_sla_scaling
 from cdk_constructs.logs_key import logs_key
-from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_provider
+from cdk_constructs.nag import acknowledge
 from cdk_constructs.sla_model import ScalingPolicy
-
-# CloudWatch agent configuration for GPU hosts: utilization and memory per Auto Scaling group, every minute.
-_GPU_AGENT_CONFIG = {
-    "agent": {"metrics_collection_interval": 60, "omit_hostname": True},
-    "metrics": {
-        "namespace": "CWAgent",
-        "append_dimensions": {"AutoScalingGroupName": "${aws:AutoScalingGroupName}", "InstanceId": "${aws:InstanceId}"},
-        "aggregation_dimensions": [["AutoScalingGroupName"]],
-        "metrics_collected": {"nvidia_gpu": {"measurement": ["utilization_gpu", "memory_used", "memory_total"]}},
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -92,10 +80,15 @@ class WorkerSpec:
 class GpuQueueWorker(Construct):
     """Queue, dead-letter queue, GPU ECS service and its scaling, alarms and dashboard for one worker.
 
-    Hosts, task and service are built here; scaling in `gpu_worker_scaling.py`, alarms and the dashboard in
-    `gpu_worker_monitoring.py`, all as children of this construct.
+    Queues, task and service are built here; the hosts in `gpu_worker_hosts.py`, scaling in `gpu_worker_scaling.py`,
+    the fleet release in `gpu_worker_release.py`, alarms and the dashboard in `gpu_worker_monitoring.py`, all as
+    children of this construct.
     """
 
+    cluster: ecs.Cluster
+    host_security_group: ec2.SecurityGroup
+    auto_scaling_group: autoscaling.AutoScalingGroup
+    capacity_provider: ecs.AsgCapacityProvider
     scalable_target: appscaling.ScalableTarget
     step_alarms: dict[str, cloudwatch.Alarm]
     dlq_alarm: cloudwatch.Alarm
@@ -119,7 +112,7 @@ class GpuQueueWorker(Construct):
         super().__init__(scope, id_)
         self.spec, self.policy = spec, policy
         self._queues(spec)
-        self._cluster(spec, vpc)
+        add_hosts(self, spec, vpc)
         self._service(spec, upload_bucket, upload_prefix, results_table, results_topic)
         add_sla_scaling(self, policy)
         add_fleet_release(self, policy)
@@ -147,215 +140,6 @@ class GpuQueueWorker(Construct):
                 queue=self.dead_letter_queue, max_receive_count=spec.max_receive_count
             ),
         )
-
-    # --- hosts ----------------------------------------------------------------------------------------------------
-
-    def _cluster(self, spec: WorkerSpec, vpc: ec2.IVpc) -> None:
-        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENHANCED)
-        self.host_security_group = ec2.SecurityGroup(
-            self,
-            "HostSecurityGroup",
-            vpc=vpc,
-            description=f"{spec.name} GPU hosts: no inbound",
-            allow_all_outbound=True,
-        )
-        user_data = ec2.UserData.for_linux()
-        host_role = iam.Role(
-            self,
-            "HostRole",
-            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description=f"{spec.name} GPU hosts: ECS agent",
-        )
-        acknowledge(
-            host_role,
-            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated ECS container-instance policy for this cluster."),
-            ("AwsSolutions-IAM5[Action::ecs:Submit*]", "ECS agent reports task and container state changes."),
-            (
-                "AwsSolutions-IAM5[Resource::*]",
-                "ecs:DiscoverPollEndpoint, ecs:Poll, ecs:StartTelemetrySession, ecr:GetAuthorizationToken and"
-                " cloudwatch:PutMetricData (bound to the CWAgent namespace by condition) support no resource scoping;"
-                " logs:CreateLogStream and logs:PutLogEvents could be scoped to log groups, but aws-cdk-lib's ECS"
-                " container-instance policy writes them on * itself.",
-            ),
-        )
-        launch_template = ec2.LaunchTemplate(
-            self,
-            "LaunchTemplate",
-            machine_image=ec2.MachineImage.from_ssm_parameter(spec.ami_ssm_parameter, os=ec2.OperatingSystemType.LINUX),
-            instance_type=ec2.InstanceType(spec.instance_types[0]),
-            require_imdsv2=True,
-            # One hop: the host's own processes (ECS agent, CloudWatch agent) reach the metadata service, nothing
-            # behind a container's network namespace does. The tasks' credentials come from the ECS agent instead.
-            http_put_response_hop_limit=1,
-            user_data=user_data,
-            security_group=self.host_security_group,
-            role=host_role,
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name="/dev/xvda",
-                    volume=ec2.BlockDeviceVolume.ebs(
-                        spec.root_volume_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3
-                    ),
-                )
-            ],
-            detailed_monitoring=True,
-        )
-        self.auto_scaling_group = autoscaling.AutoScalingGroup(
-            self,
-            "Hosts",
-            vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            min_capacity=0 if self.policy.hosts.managed else self.policy.hosts.min_hosts,
-            max_capacity=max(1, self.policy.max_capacity),
-            mixed_instances_policy=autoscaling.MixedInstancesPolicy(
-                launch_template=launch_template,
-                launch_template_overrides=[
-                    autoscaling.LaunchTemplateOverrides(instance_type=ec2.InstanceType(t)) for t in spec.instance_types
-                ],
-                instances_distribution=autoscaling.InstancesDistribution(
-                    on_demand_base_capacity=spec.on_demand_base,
-                    on_demand_percentage_above_base_capacity=spec.on_demand_percentage_above_base,
-                    # The types in the worker YAML's order, the first the fastest: its pools first while they have
-                    # capacity, so the fleet spends the fewest GPU-hours (docs/scaling.md, "Instance mix").
-                    spot_allocation_strategy=autoscaling.SpotAllocationStrategy.CAPACITY_OPTIMIZED_PRIORITIZED,
-                    on_demand_allocation_strategy=autoscaling.OnDemandAllocationStrategy.PRIORITIZED,
-                ),
-            ),
-            capacity_rebalance=True,
-            # Managed termination protection needs every host protected from scale-in; without managed scaling the
-            # group's own policies scale in, and managed draining (below) lets a host's task stop first.
-            new_instances_protected_from_scale_in=self.policy.hosts.managed,
-            group_metrics=[autoscaling.GroupMetrics.all()],
-            notifications=None,
-        )
-        self.capacity_provider = ecs.AsgCapacityProvider(
-            self,
-            "CapacityProvider",
-            auto_scaling_group=self.auto_scaling_group,
-            # Off (`derive_policy` sizes the hosts itself): from zero managed scaling starts two hosts and it keeps
-            # an empty host about 15 minutes (15 datapoints, AmazonECS/latest/developerguide/
-            # managed-scaling-behavior.html); the group's step policies in gpu_worker_scaling.py size it from the
-            # same metrics as the tasks instead. Managed termination protection works only with managed scaling
-            # (ECS API reference, AutoScalingGroupProviderUpdate).
-            enable_managed_scaling=self.policy.hosts.managed,
-            enable_managed_termination_protection=self.policy.hosts.managed,
-            # Covers the group's scale-in (managed-instance-draining.html): a host the group picks while it runs a
-            # task has the task stopped (the worker finishes its batch on SIGTERM) before it terminates, and the
-            # service starts the replacement on a host that stays.
-            enable_managed_draining=True,
-            target_capacity_percent=100,
-            machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
-        )
-        self.cluster.add_asg_capacity_provider(self.capacity_provider)
-        self._teardown(spec)
-        # GPU utilization for the dashboard: the ECS GPU AMI ships no CloudWatch agent, so install it at boot and
-        # publish nvidia-smi metrics per host group (the agent's own namespace, CWAgent).
-        user_data.add_commands(
-            "dnf install -y amazon-cloudwatch-agent",
-            "cat > /opt/aws/amazon-cloudwatch-agent/etc/mlbase-gpu.json <<'EOF'",
-            json.dumps(_GPU_AGENT_CONFIG, separators=(",", ":")),
-            "EOF",
-            "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s"
-            " -c file:/opt/aws/amazon-cloudwatch-agent/etc/mlbase-gpu.json",
-        )
-        host_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "CWAgent"}},
-            )
-        )
-        # The agent drains a host on a Spot interruption notice by setting it DRAINING itself; CDK's instance policy
-        # leaves that call out (AmazonEC2ContainerServiceforEC2Role has it). Scoped to this cluster's instances.
-        host_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["ecs:UpdateContainerInstancesState"],
-                resources=[
-                    f"arn:aws:ecs:{Stack.of(self).region}:{Stack.of(self).account}:container-instance/"
-                    f"{self.cluster.cluster_name}/*"
-                ],
-            )
-        )
-        cluster_id = Stack.of(self).resolve(self.cluster.node.default_child.logical_id)  # type: ignore[union-attr]
-        acknowledge(
-            host_role,
-            (
-                f"AwsSolutions-IAM5[Resource::arn:aws:ecs:{Stack.of(self).region}:{Stack.of(self).account}:"
-                f"container-instance/<{cluster_id}>/*]",
-                "Container instance IDs are assigned as hosts join; the statement is bound to this cluster.",
-            ),
-        )
-        # GPU scheduling and spot draining are off by default on the ECS agent. ECS_AWSVPC_BLOCK_IMDS cuts awsvpc
-        # tasks off the instance metadata service, so a compromised decoder cannot take the host role's credentials.
-        user_data.add_commands(
-            "echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config",
-            "echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config",
-            "echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config",
-            f"echo ECS_CONTAINER_STOP_TIMEOUT={int(spec.stop_timeout.to_seconds())}s >> /etc/ecs/ecs.config",
-        )
-        acknowledge(
-            self.auto_scaling_group,
-            (
-                "AwsSolutions-AS3",
-                "Scaling events are visible in ECS and CloudWatch; e-mail per launch would be noise at GPU fleet churn.",
-            ),
-            (
-                "NIST.800.53.R5-EC2IMDSv2Enabled",
-                "The launch template requires IMDSv2 (HttpTokens required); the rule reads launch configurations only.",
-            ),
-            (
-                "AwsSolutions-EC26",
-                "Root volume is encrypted in the launch template (cdk-nag reads only the ASG's own block devices).",
-            ),
-        )
-
-    def _teardown(self, spec: WorkerSpec) -> None:
-        """Let `cdk destroy` finish: with managed termination protection, ECS marks every host protected from
-        scale-in, and CloudFormation's own ASG deletion waits forever for hosts it may not terminate (aws-cdk#18179).
-        Without managed scaling new hosts are not protected, but hosts launched before that change keep their
-        protection, and managed draining's lifecycle hook holds a host that still runs a task; the forced delete
-        covers both.
-
-        This custom resource is deleted after the capacity provider and its cluster association (they depend on it)
-        and before the group (it depends on the group); its delete call force-deletes the group, which terminates
-        the hosts regardless of protection. CloudFormation then finds the group gone and moves on.
-        """
-        asg_name = self.auto_scaling_group.auto_scaling_group_name
-        stack = Stack.of(self)
-        teardown = cr.AwsCustomResource(
-            self,
-            "HostsTeardown",
-            on_delete=cr.AwsSdkCall(
-                service="AutoScaling",
-                action="deleteAutoScalingGroup",
-                parameters={"AutoScalingGroupName": asg_name, "ForceDelete": True},
-                ignore_error_codes_matching="ValidationError",
-            ),
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [
-                    iam.PolicyStatement(
-                        actions=["autoscaling:DeleteAutoScalingGroup"],
-                        resources=[
-                            f"arn:aws:autoscaling:{stack.region}:{stack.account}:autoScalingGroup:*:"
-                            f"autoScalingGroupName/{asg_name}"
-                        ],
-                    )
-                ]
-            ),
-            install_latest_aws_sdk=False,
-        )
-        teardown.node.add_dependency(self.auto_scaling_group)
-        self.capacity_provider.node.add_dependency(teardown)
-        acknowledge(
-            teardown,
-            (
-                "AwsSolutions-IAM5[Resource::arn:aws:autoscaling:"
-                f"{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/<{_logical_id(self.auto_scaling_group)}>]",
-                "The group's UUID is only known after creation; the name pins this one group.",
-            ),
-            ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated: one delete call on this worker's host group."),
-        )
-        acknowledge_sdk_call_provider(stack, "delete this worker's host group once, at stack deletion")
 
     # --- task and service -----------------------------------------------------------------------------------------
 
@@ -497,12 +281,3 @@ class GpuQueueWorker(Construct):
             self.task_definition,
             ("AwsSolutions-ECS2", "Environment holds resource names only; no secrets are passed to the worker."),
         )
-
-
-def _logical_id(construct: Construct) -> str:
-    """Logical ID of a construct's main CloudFormation resource, as cdk-nag prints it in finding IDs."""
-    from aws_cdk import CfnElement
-
-    child = construct.node.default_child
-    assert isinstance(child, CfnElement)
-    return str(Stack.of(construct).resolve(child.logical_id))
