@@ -224,12 +224,7 @@ class GpuQueueWorker(Construct):
             "Service",
             cluster=self.cluster,
             task_definition=self.task_definition,
-            # With a fleet that scales to zero, no DesiredCount in the template: with one, every stack update would
-            # set the count Application Auto Scaling and the worker's release manage back to 0. CloudFormation then
-            # creates the service with one task and leaves the count as it is on updates (aws-cdk#13130); with
-            # `wake: sla` that first task releases the fleet after one empty long poll. A minimum fleet keeps its
-            # minimum in the template.
-            desired_count=None if self.policy.min_capacity == 0 else self.policy.min_capacity,
+            desired_count=self.policy.min_capacity,
             security_groups=[self.service_security_group],
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             capacity_provider_strategies=[

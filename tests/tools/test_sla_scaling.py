@@ -437,12 +437,6 @@ def test_template_worker_gets_its_release_rule_and_grant(photo_service: dict[str
     assert sorted(actions) == ["autoscaling:SetDesiredCapacity", "ecs:DescribeServices", "ecs:UpdateService"]
 
 
-def test_template_leaves_the_task_count_to_the_scaling(photo_service: dict[str, Any]) -> None:
-    # A DesiredCount in the template would reset the count to it on every stack update (min_tasks is 0 here).
-    (service,) = [r for r in photo_service["Resources"].values() if r["Type"] == "AWS::ECS::Service"]
-    assert "DesiredCount" not in service["Properties"]
-
-
 def test_template_wake_steps_size_the_fleet_from_the_threshold(photo_service: dict[str, Any]) -> None:
     config = _steps(photo_service, "wake")
     assert config["AdjustmentType"] == "ExactCapacity"
