@@ -224,6 +224,9 @@ class GpuQueueWorker(Construct):
             "Service",
             cluster=self.cluster,
             task_definition=self.task_definition,
+            # Kept in the template although a stack update then sets the count back to it: without a DesiredCount
+            # CloudFormation creates the service with one task and waits for it to run, and with min_tasks 0 its host
+            # comes only from the group's follow alarm, which names the service and so is created after it.
             desired_count=self.policy.min_capacity,
             security_groups=[self.service_security_group],
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),

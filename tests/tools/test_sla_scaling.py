@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +436,20 @@ def test_template_worker_gets_its_release_rule_and_grant(photo_service: dict[str
     statements = grant["Properties"]["PolicyDocument"]["Statement"]
     actions = [a for st in statements for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
     assert sorted(actions) == ["autoscaling:SetDesiredCapacity", "ecs:DescribeServices", "ecs:UpdateService"]
+
+
+def test_template_starts_the_service_with_no_task(photo_service: dict[str, Any]) -> None:
+    # Without DesiredCount CloudFormation would start one task and wait for it to run; its host can only come from
+    # the group's follow alarm, which depends on the service: the first deploy would never finish.
+    (service,) = [r for r in photo_service["Resources"].values() if r["Type"] == "AWS::ECS::Service"]
+    assert service["Properties"]["DesiredCount"] == 0
+    follow = next(
+        r
+        for r in photo_service["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and "hosts-follow" in r["Properties"].get("AlarmDescription", "")
+    )
+    service_id = next(k for k, r in photo_service["Resources"].items() if r["Type"] == "AWS::ECS::Service")
+    assert service_id in json.dumps(follow)  # the alarm names the service, so CloudFormation creates it after
 
 
 def test_template_wake_steps_size_the_fleet_from_the_threshold(photo_service: dict[str, Any]) -> None:
