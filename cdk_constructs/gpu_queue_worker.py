@@ -47,7 +47,7 @@ from cdk_constructs.gpu_worker_monitoring import add_alarms, add_dashboard
 from cdk_constructs.gpu_worker_release import add_fleet_release
 from cdk_constructs.gpu_worker_scaling import add_sla_scaling
 from cdk_constructs.logs_key import logs_key
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, logical_id
 from cdk_constructs.sla_model import ScalingPolicy
 
 
@@ -243,8 +243,8 @@ class GpuQueueWorker(Construct):
         # The association is created inside the cluster construct at synthesis; a dependency on the whole construct
         # covers it.
         self.service.node.add_dependency(self.cluster)
-        bucket_id = stack.resolve((upload_bucket.node.default_child).logical_id)  # type: ignore[union-attr]
-        cluster_id = stack.resolve((self.cluster.node.default_child).logical_id)  # type: ignore[union-attr]
+        bucket_id = logical_id(upload_bucket)
+        cluster_id = logical_id(self.cluster)
         model_findings: list[tuple[str, str]] = []
         if spec.model_uri.startswith("s3://"):
             bucket, _, prefix = spec.model_uri.removeprefix("s3://").partition("/")

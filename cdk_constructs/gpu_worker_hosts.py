@@ -17,9 +17,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
-from constructs import Construct
 
-from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_provider
+from cdk_constructs.nag import acknowledge, acknowledge_sdk_call_provider, logical_id
 
 if TYPE_CHECKING:
     from cdk_constructs.gpu_queue_worker import GpuQueueWorker, WorkerSpec
@@ -164,7 +163,7 @@ def add_hosts(worker: GpuQueueWorker, spec: WorkerSpec, vpc: ec2.IVpc) -> None:
             ],
         )
     )
-    cluster_id = Stack.of(worker).resolve(worker.cluster.node.default_child.logical_id)  # type: ignore[union-attr]
+    cluster_id = logical_id(worker.cluster)
     acknowledge(
         host_role,
         (
@@ -198,6 +197,15 @@ def add_hosts(worker: GpuQueueWorker, spec: WorkerSpec, vpc: ec2.IVpc) -> None:
     )
 
 
+def host_group_arn(worker: GpuQueueWorker) -> tuple[str, str]:
+    """The host group's ARN for an IAM statement, and the cdk-nag IAM5 finding that statement raises: the group's
+    UUID is only known after creation, so the ARN names the group and leaves the UUID a wildcard."""
+    stack = Stack.of(worker)
+    prefix = f"arn:aws:autoscaling:{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/"
+    arn = prefix + worker.auto_scaling_group.auto_scaling_group_name
+    return arn, f"AwsSolutions-IAM5[Resource::{prefix}<{logical_id(worker.auto_scaling_group)}>]"
+
+
 def _teardown(worker: GpuQueueWorker, spec: WorkerSpec) -> None:
     """Let `cdk destroy` finish: with managed termination protection, ECS marks every host protected from
     scale-in, and CloudFormation's own ASG deletion waits forever for hosts it may not terminate (aws-cdk#18179).
@@ -210,7 +218,7 @@ def _teardown(worker: GpuQueueWorker, spec: WorkerSpec) -> None:
     the hosts regardless of protection. CloudFormation then finds the group gone and moves on.
     """
     asg_name = worker.auto_scaling_group.auto_scaling_group_name
-    stack = Stack.of(worker)
+    group_arn, group_finding = host_group_arn(worker)
     teardown = cr.AwsCustomResource(
         worker,
         "HostsTeardown",
@@ -221,15 +229,7 @@ def _teardown(worker: GpuQueueWorker, spec: WorkerSpec) -> None:
             ignore_error_codes_matching="ValidationError",
         ),
         policy=cr.AwsCustomResourcePolicy.from_statements(
-            [
-                iam.PolicyStatement(
-                    actions=["autoscaling:DeleteAutoScalingGroup"],
-                    resources=[
-                        f"arn:aws:autoscaling:{stack.region}:{stack.account}:autoScalingGroup:*:"
-                        f"autoScalingGroupName/{asg_name}"
-                    ],
-                )
-            ]
+            [iam.PolicyStatement(actions=["autoscaling:DeleteAutoScalingGroup"], resources=[group_arn])]
         ),
         install_latest_aws_sdk=False,
     )
@@ -237,20 +237,7 @@ def _teardown(worker: GpuQueueWorker, spec: WorkerSpec) -> None:
     worker.capacity_provider.node.add_dependency(teardown)
     acknowledge(
         teardown,
-        (
-            "AwsSolutions-IAM5[Resource::arn:aws:autoscaling:"
-            f"{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/<{_logical_id(worker.auto_scaling_group)}>]",
-            "The group's UUID is only known after creation; the name pins this one group.",
-        ),
+        (group_finding, "The group's UUID is only known after creation; the name pins this one group."),
         ("NIST.800.53.R5-IAMNoInlinePolicy", "CDK-generated: one delete call on this worker's host group."),
     )
-    acknowledge_sdk_call_provider(stack, "delete this worker's host group once, at stack deletion")
-
-
-def _logical_id(construct: Construct) -> str:
-    """Logical ID of a construct's main CloudFormation resource, as cdk-nag prints it in finding IDs."""
-    from aws_cdk import CfnElement
-
-    child = construct.node.default_child
-    assert isinstance(child, CfnElement)
-    return str(Stack.of(construct).resolve(child.logical_id))
+    acknowledge_sdk_call_provider(Stack.of(worker), "delete this worker's host group once, at stack deletion")

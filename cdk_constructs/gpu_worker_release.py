@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 
+from cdk_constructs.gpu_worker_hosts import host_group_arn
 from cdk_constructs.nag import acknowledge
 from cdk_constructs.sla_model import ScalingPolicy
 
@@ -27,10 +27,9 @@ def add_fleet_release(worker: GpuQueueWorker, policy: ScalingPolicy) -> None:
     rule = policy.release
     if rule is None:
         return
-    stack = Stack.of(worker)
-    group = worker.auto_scaling_group.auto_scaling_group_name
+    group_arn, group_finding = host_group_arn(worker)
     for name, value in {
-        "MLBASE_RELEASE_HOST_GROUP": group,
+        "MLBASE_RELEASE_HOST_GROUP": worker.auto_scaling_group.auto_scaling_group_name,
         "MLBASE_RELEASE_CAUGHT_UP_MESSAGES": str(rule.caught_up_messages),
         "MLBASE_RELEASE_MAX_AGE_S": str(rule.max_age_seconds),
         "MLBASE_RELEASE_SLOW_PER_MINUTE": str(rule.slow_arrivals_per_minute),
@@ -38,7 +37,6 @@ def add_fleet_release(worker: GpuQueueWorker, policy: ScalingPolicy) -> None:
         "MLBASE_WAIT_TIME_S": str(rule.empty_wait_seconds),
     }.items():
         worker.container.add_environment(name, value)
-    group_arn = f"arn:aws:autoscaling:{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/{group}"
     grant = iam.Policy(
         worker,
         "ReleasePolicy",
@@ -52,14 +50,9 @@ def add_fleet_release(worker: GpuQueueWorker, policy: ScalingPolicy) -> None:
             iam.PolicyStatement(actions=["autoscaling:SetDesiredCapacity"], resources=[group_arn]),
         ],
     )
-    group_id = stack.resolve(worker.auto_scaling_group.node.default_child.logical_id)  # type: ignore[union-attr]
     acknowledge(
         grant,
-        (
-            "AwsSolutions-IAM5[Resource::arn:aws:autoscaling:"
-            f"{stack.region}:{stack.account}:autoScalingGroup:*:autoScalingGroupName/<{group_id}>]",
-            "The group's UUID is only known after creation; the name pins this worker's host group.",
-        ),
+        (group_finding, "The group's UUID is only known after creation; the name pins this worker's host group."),
         (
             "NIST.800.53.R5-IAMNoInlinePolicy",
             "A policy of its own so it can name the service, which depends on the task role's default policy.",

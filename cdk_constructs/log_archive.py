@@ -13,7 +13,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_constructs.access_logs import access_log_bucket
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, logical_id
 
 # S3 prefix under which AWS Config writes its snapshots and history; CloudTrail writes under AWSLogs/ at the root.
 CONFIG_PREFIX = "config"
@@ -272,11 +272,11 @@ class LogArchive(Construct):
         acknowledge(
             policy,
             (
-                f"AwsSolutions-IAM5[Resource::<{_logical_id(source)}.Arn>/{CONFIG_PREFIX}/*]",
+                f"AwsSolutions-IAM5[Resource::<{logical_id(source)}.Arn>/{CONFIG_PREFIX}/*]",
                 "Replication reads every object AWS Config writes under the config/ prefix; keys are dated.",
             ),
             (
-                f"AwsSolutions-IAM5[Resource::<{_logical_id(destination)}.Arn>/{CONFIG_PREFIX}/*]",
+                f"AwsSolutions-IAM5[Resource::<{logical_id(destination)}.Arn>/{CONFIG_PREFIX}/*]",
                 "Replicas keep their source keys under config/ in the archive.",
             ),
             (
@@ -306,7 +306,7 @@ class LogArchive(Construct):
             policy,
             *(
                 (
-                    f"AwsSolutions-IAM5[Resource::<{_logical_id(b)}.Arn>/*]",
+                    f"AwsSolutions-IAM5[Resource::<{logical_id(b)}.Arn>/*]",
                     "Break-glass exists to act on any archived object (a legal hold, a court-ordered deletion).",
                 )
                 for b in buckets
@@ -432,7 +432,7 @@ class LogArchive(Construct):
         # Beside the role, not in the archive: the audit sources depend on the archive, never the other way.
         policy = iam.Policy(recorder_role, "ConfigDelivery", statements=statements)
         policy.attach_to_role(recorder_role)
-        bucket_id = _logical_id(self.config_bucket)
+        bucket_id = logical_id(self.config_bucket)
         acknowledge(
             policy,
             (
@@ -574,10 +574,3 @@ BREAK_GLASS_ONLY_KMS = (
 )
 # The trails name the key by its alias: re-pointing the alias is as much a change of key as a new key policy.
 REVIEWED_DEPLOY_KMS = ("kms:DeleteAlias", "kms:PutKeyPolicy", "kms:UpdateAlias")
-
-
-def _logical_id(bucket: s3.Bucket) -> str:
-    """A bucket's logical ID, as cdk-nag names it in findings about statements that reference the bucket."""
-    resource = bucket.node.default_child
-    assert isinstance(resource, s3.CfnBucket)
-    return Stack.of(bucket).get_logical_id(resource)

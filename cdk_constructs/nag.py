@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
 from aws_cdk import custom_resources as cr
 from constructs import IConstruct
 
@@ -10,6 +10,14 @@ from constructs import IConstruct
 def acknowledge(construct: IConstruct, *findings: tuple[str, str]) -> None:
     """Acknowledge `(rule_id, reason)` pairs on exactly this construct (and its children), never wider."""
     Validations.of(construct).acknowledge(*(Acknowledgment(id=rule, reason=reason) for rule, reason in findings))
+
+
+def logical_id(construct: IConstruct) -> str:
+    """Logical ID of a construct's main CloudFormation resource, as cdk-nag names it in finding IDs
+    (`AwsSolutions-IAM5[Resource::<LogicalId.Arn>/...]`)."""
+    child = construct.node.default_child
+    assert isinstance(child, CfnElement), f"{construct.node.path} has no CloudFormation resource of its own"
+    return str(Stack.of(construct).resolve(child.logical_id))
 
 
 def acknowledge_sdk_call_provider(stack: Stack, purpose: str) -> None:

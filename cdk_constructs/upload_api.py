@@ -13,10 +13,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from cdk_constructs.logs_key import stack_logs_key
-from cdk_constructs.nag import acknowledge
+from cdk_constructs.nag import acknowledge, logical_id
 from cdk_constructs.python_lambda import PythonLambda
 
 UPLOAD_PREFIX = "uploads/"
@@ -106,7 +106,7 @@ class PhotoApi(Construct):
         acknowledge(
             self.presign.role,
             (
-                f"AwsSolutions-IAM5[Resource::<{_logical(upload_bucket)}.Arn>/uploads/*]",
+                f"AwsSolutions-IAM5[Resource::<{logical_id(upload_bucket)}.Arn>/uploads/*]",
                 "The signed form lets the phone write one new key under uploads/; the key is random per request.",
             ),
             ("AwsSolutions-IAM5[Action::s3:Abort*]", "grant_put: lets an interrupted upload be aborted."),
@@ -202,7 +202,7 @@ class PhotoApi(Construct):
                 ],
             )
         )
-        api = _logical(self.api)
+        api = logical_id(self.api)
         stack = Stack.of(self)
         acknowledge(
             grantee,
@@ -215,12 +215,3 @@ class PhotoApi(Construct):
                 "Any stage, the results route for any upload ID: the Lambda returns only the named user's results.",
             ),
         )
-
-
-def _logical(construct: IConstruct) -> str:
-    """Logical ID of a construct's CloudFormation resource, as cdk-nag names it in finding IDs."""
-    from aws_cdk import CfnElement
-
-    child = construct.node.default_child
-    assert isinstance(child, CfnElement)
-    return Stack.of(construct).resolve(child.logical_id)  # type: ignore[no-any-return]
