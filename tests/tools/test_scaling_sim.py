@@ -409,37 +409,43 @@ def test_the_group_takes_the_largest_capacity_its_alarms_ask_for_within_its_limi
 
 
 def solve(trace: np.ndarray, *, integer: bool = False) -> host_oracle.OracleResult:
-    """110 photos/s per host, 360 s from launch to classifying, 60-minute SLA, 20 hosts at most."""
+    """110 photos/s per host, 360 s from launch to classifying, 60 s to release, 60-minute SLA, 20 hosts at most."""
     return host_oracle.solve(
-        trace, sla_seconds=3600, images_per_second=110.0, startup_seconds=360, max_tasks=20, integer=integer
+        trace,
+        sla_seconds=3600,
+        images_per_second=110.0,
+        startup_seconds=360,
+        max_tasks=20,
+        release_seconds=60,
+        integer=integer,
     )
 
 
 @pytest.mark.parametrize("integer", [False, True])
 def test_oracle_one_photo_costs_one_host_start(integer: bool) -> None:
-    # One host: billed 360 s before it is ready, then 1/110 s of work.
+    # One host: billed 360 s before it is ready, 1/110 s of work, then 60 s while the group lets it go.
     result = solve(minutes(1), integer=integer)
-    assert result.bound_host_seconds == pytest.approx(360 + 1 / 110)
+    assert result.bound_host_seconds == pytest.approx(360 + 1 / 110 + 60)
     assert result.runs == pytest.approx(1)
 
 
 @pytest.mark.parametrize("integer", [False, True])
 def test_oracle_one_burst_needs_two_whole_hosts(integer: bool) -> None:
     # 660,000 photos at minute 0 are 6,000 host-seconds of work. A host is ready from minute 6 and the SLA ends
-    # with minute 60: 55 minutes (3,300 s) each, so two hosts: 2 x 360 s + 6,000 s.
+    # with minute 60: 55 minutes (3,300 s) each, so two hosts: 2 x (360 s + 60 s) + 6,000 s.
     result = solve(minutes(660_000), integer=integer)
-    assert result.bound_host_seconds == pytest.approx(2 * 360 + 6000)
+    assert result.bound_host_seconds == pytest.approx(2 * (360 + 60) + 6000)
     assert result.runs == pytest.approx(2)
 
 
 @pytest.mark.parametrize("integer", [False, True])
 def test_oracle_two_bursts_an_sla_apart_share_one_host(integer: bool) -> None:
     # 66,000 photos at minute 0 and again at minute 60 (600 s of work each). One host started so that it clears the
-    # first burst just before its deadline is still there for the second: 360 s + 1,200 s, not 2 x 360 + 1,200.
+    # first burst just before its deadline is still there for the second: 420 s + 1,200 s, not 2 x 420 + 1,200.
     trace = np.zeros(61)
     trace[0] = trace[60] = 66_000
     result = solve(trace, integer=integer)
-    assert result.bound_host_seconds == pytest.approx(360 + 1200)
+    assert result.bound_host_seconds == pytest.approx(360 + 60 + 1200)
     assert result.runs == pytest.approx(1)
 
 

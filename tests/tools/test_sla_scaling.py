@@ -89,8 +89,8 @@ def test_immediate_wake_sizes_the_fleet_for_the_backlog_found(worker: WorkerConf
 
 def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker: WorkerConfig) -> None:
     assert worker.scaling.wake == "sla"
-    # 3600 s less 15% margin (540 s), less 120 s metric delay + 60 s period + 360 s start.
-    assert sla_timing.wake_deadline_seconds(worker) == 2520
+    # 3600 s less 14% margin (504 s), less 120 s metric delay + 60 s period + 360 s start.
+    assert sla_timing.wake_deadline_seconds(worker) == 2556
     assert sla_timing.wake_reaction_seconds(worker) == 540
     # The slowest instance type (g4dn.xlarge, 66/s) drains this much in 10% of the SLA: the threshold and floor.
     assert sla_timing.slowest_images_per_second(worker) == 66
@@ -104,14 +104,14 @@ def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker:
         return evaluate(wake.metric.expression, {"visible": visible, "age": age, "tasks": tasks, "sent": sent})
 
     assert metric(1, 60) == 0  # one young photo: no wake
-    assert metric(1, 2519) == 0
-    assert metric(1, 2520) == 23_760  # old enough that the oldest photo needs a task now
-    # 20,000 photos take one slow task 303 s: the oldest may be 2,217 s old, not 2,520.
-    assert metric(20_000, 2216) == 0
-    assert metric(20_000, 2217) == 23_760
+    assert metric(1, 2555) == 0
+    assert metric(1, 2556) == 23_760  # old enough that the oldest photo needs a task now
+    # 20,000 photos take one slow task 303 s: the oldest may be 2,253 s old, not 2,556.
+    assert metric(20_000, 2252) == 0
+    assert metric(20_000, 2253) == 23_760
     # 1,000 photos a minute arrive meanwhile: 9 minutes' worth (9,000) more to drain, 137 s earlier.
-    assert metric(20_000, 2080, sent=1000) == 0
-    assert metric(20_000, 2081, sent=1000) == 23_760
+    assert metric(20_000, 2116, sent=1000) == 0
+    assert metric(20_000, 2117, sent=1000) == 23_760
     assert metric(30_000, 100) == 0  # a backlog one task drains in time waits: no fixed backlog wakes it
     assert metric(200_000, 100) == 200_000  # one that it cannot: now, sized by the backlog (2 tasks)
     assert metric(1, 3000, tasks=1) == 0  # a fleet that runs is the other policies' business
@@ -588,10 +588,8 @@ def test_template_hosts_take_the_fastest_type_first(photo_service: dict[str, Any
     assert rates[0] == max(rates)
 
 
-# The issue's targets: at most 1.1x the host-aware oracle on steady and daily, 1.25x on every profile. Where the
-# deployed policy misses 1.25x (docs/scaling.md, "Against the targets": each wake pays the start-up and the release
-# the oracle pays only in part, and the wake rule cannot know what comes next), the limit is its measured ratio
-# rounded up, so a change that loses ground fails here.
+# The targets: at most 1.1x the host-aware oracle on steady and daily, 1.25x on every other profile and random day
+# (docs/scaling.md, "Against the targets", has the measured figures).
 RATIO_LIMITS = {
     "steady": 1.1,
     "daily": 1.1,
@@ -599,12 +597,12 @@ RATIO_LIMITS = {
     "backfill": 1.25,
     "two-bursts": 1.25,
     "quiet-night": 1.25,
+    "trickle": 1.25,
     "random-1": 1.25,
+    "random-2": 1.25,
+    "random-3": 1.25,
     "random-4": 1.25,
     "random-5": 1.25,
-    "trickle": 1.31,  # measured 1.30
-    "random-2": 1.31,  # 1.30
-    "random-3": 1.38,  # 1.37
 }
 
 
@@ -615,7 +613,8 @@ def test_ratio_to_the_oracle(worker: WorkerConfig, name: str) -> None:
     outcome = engine.simulate(policies.deployed(worker), profile.per_minute, params)
     bound = engine.oracle(profile.per_minute, params, worker.scaling.max_tasks)
     assert outcome.over_sla == 0
-    assert outcome.gpu_hours <= RATIO_LIMITS[name] * bound.gpu_hours
+    # A lower bound, so no policy spends less.
+    assert bound.gpu_hours <= outcome.gpu_hours <= RATIO_LIMITS[name] * bound.gpu_hours
 
 
 def test_ratio_limits_cover_every_built_in_profile_and_random_day() -> None:

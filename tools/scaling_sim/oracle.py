@@ -1,9 +1,10 @@
 """The host-aware oracle: a lower bound on the GPU-hours of *any* schedule for a traffic trace, by integer program.
 
 The question: knowing every arrival in advance, how few host-seconds can a fleet spend if hosts come whole, a host
-is billed from its launch and can only classify photos `startup` seconds later (launch + image pull + task start),
-a ready host classifies at most `images_per_second` photos a second, at most `max_tasks` hosts run at once, and
-every photo is classified within the SLA? Billing is per second; the one-minute minimum never binds while
+is billed from its launch, can only classify photos `startup` seconds later (launch + image pull + task start), and
+is billed `release` seconds more after it stops (the group's drain and terminate, HOST_RELEASE_SECONDS), a ready
+host classifies at most `images_per_second` photos a second, at most `max_tasks` hosts run at once, and every photo
+is classified within the SLA? Billing is per second; the one-minute minimum never binds while
 `startup` is at least a minute (it is 360 s for food-photo), and when it is shorter the bound below simply ignores
 it (still a bound, slightly looser).
 
@@ -23,17 +24,21 @@ ready from launch + startup on):
     n_t - s_t <= max_tasks,  n_t - f_t <= max_tasks       (runs alive at the start / end of minute t)
     h_t <= 60 max_tasks                                   (at most max_tasks hosts at any instant)
     s_t = 0 while 60 t + 60 <= startup                    (hosts launch at time 0 at the earliest)
-    minimise  startup * sum s_t + sum h_t                 (host-seconds billed)
+    minimise  (startup + release) * sum s_t + sum h_t     (host-seconds billed)
 
 Why it is a lower bound: take any real schedule (continuous time, per-second billing) and read n, s, f, h, p off
 it minute by minute. Every constraint holds: a photo that arrived in minute u is classified before 60 (u + 1) + SLA,
 so by the end of minute u + K; nothing is classified before it arrives, so P_t <= A(t) (arrivals of minute t
 counted as if at its start, which only helps); runs alive at an instant are at most max_tasks. Its cost is its
-billed host-seconds: each run pays startup before it is ready and then its whole ready time, sum h_t. So the real
-schedule is a feasible point of this integer program with the same cost, and the program's optimum is at most the
-cost of the best real schedule. HiGHS solves the program by branch and bound; its *dual bound* (the best bound
-proven on the program's optimum) is what `solve` returns, so the figure stays a lower bound even when the solver
-stops at its gap or time limit before proving optimality.
+billed host-seconds: each run pays startup before it is ready, then its whole ready time, sum h_t, and after its
+last photo at least `release` more. In the simulated fleet every host ends that way: the group's scale-in bills it
+HOST_RELEASE_SECONDS after its task stops, a spot notice the 120 s SPOT_NOTICE_SECONDS (more than the release), and
+a host left idle first pays its idle time on top. A run that never classifies costs something and serves nothing,
+so dropping it only lowers the cost. So the real schedule gives a feasible point of this integer program that
+costs no more than the schedule bills, and the program's optimum is at most the cost of the best real schedule.
+HiGHS solves the program by branch and bound; its *dual bound* (the best bound proven on the program's optimum) is
+what `solve` returns, so the figure stays a lower bound even when the solver stops at its gap or time limit before
+proving optimality.
 
 How tight it is: the program relaxes time to the minute at two places (arrivals counted at the start of their
 minute, and a run's first and last minute only partly ready), so a real schedule can cost at most about two
@@ -79,6 +84,7 @@ def solve(
     images_per_second: float,
     startup_seconds: int,
     max_tasks: int,
+    release_seconds: int = 0,
     integer: bool = False,
 ) -> OracleResult:
     """A lower bound on the host-seconds any schedule bills for `per_minute` arrivals (see the module docstring).
@@ -106,7 +112,7 @@ def solve(
     lower[c0 : c0 + minutes] = deadline
     upper[c0 : c0 + minutes] = cumulative
     cost = np.zeros(cols)
-    cost[s0 : s0 + minutes] = startup_seconds
+    cost[s0 : s0 + minutes] = startup_seconds + release_seconds
     cost[h0 : h0 + minutes] = 1.0
 
     def arrivals_at(t: int) -> float:
@@ -236,9 +242,10 @@ def tasks_needed(per_minute: Floats, params: Params, drain_ticks: int, limit: in
 
 def outcome(per_minute: Floats, params: Params, max_tasks: int, *, profile: str = "") -> Outcome:
     """The host-aware lower bound (`tools.scaling_sim.oracle`): the fewest GPU-hours any schedule can spend on this
-    traffic, knowing it in advance, with whole hosts of the fastest instance type, their start-up time, per-second
-    billing and every photo within the SLA. Infeasible traffic (no schedule within max_tasks meets the SLA) gives
-    infinite GPU-hours. `tasks_needed`: the fewest always-ready tasks that keep every photo within the SLA.
+    traffic, knowing it in advance, with whole hosts of the fastest instance type, their start-up and release
+    times, per-second billing and every photo within the SLA. Infeasible traffic (no schedule within max_tasks
+    meets the SLA) gives infinite GPU-hours. `tasks_needed`: the fewest always-ready tasks that keep every photo
+    within the SLA.
     """
     p = params
     fastest = dataclasses.replace(p, images_per_second=max(p.rates), instance_rates=())
@@ -248,6 +255,7 @@ def outcome(per_minute: Floats, params: Params, max_tasks: int, *, profile: str 
         images_per_second=fastest.images_per_second,
         startup_seconds=p.startup_seconds,
         max_tasks=max_tasks,
+        release_seconds=p.host_release_seconds,
     )
     gpu_hours = result.bound_host_seconds / 3600 * p.gpus_per_task
     ticks_per_minute = 60 // p.tick_seconds
