@@ -381,7 +381,7 @@ class Worker:
         # Cancel the queued decodes now (their messages are back on the queue), not after waiting for the threads.
         self.pipeline.close()
         # One budget for all the threads (daemons: one still busy at the end does not hold up the exit), leaving
-        # half the margin for the flushes and the interpreter's exit.
+        # half the margin for the flushes and the exit (`python -m worker` skips the interpreter's teardown).
         joined_by = deadline + margin / 2
         for thread in threads:
             thread.join(timeout=max(0.05, joined_by - time.monotonic()))
