@@ -164,6 +164,7 @@ VISIBLE = MetricQuery("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible"
 INFLIGHT = MetricQuery("inflight", "AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "Maximum", "queue")
 AGE = MetricQuery("age", "AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum", "queue")
 SENT = MetricQuery("sent", "AWS/SQS", "NumberOfMessagesSent", "Sum", "queue")
+DELETED = MetricQuery("deleted", "AWS/SQS", "NumberOfMessagesDeleted", "Sum", "queue")
 DESIRED = MetricQuery("tasks", "ECS/ContainerInsights", "DesiredTaskCount", "Average", "service")
 RUNNING = MetricQuery("tasks", "ECS/ContainerInsights", "RunningTaskCount", "Average", "service")
 # The running count beside the desired one (`tasks`) in the same expression.

@@ -86,6 +86,7 @@ from typing import TYPE_CHECKING
 from cdk_constructs.sla_hosts import host_scaling
 from cdk_constructs.sla_model import (
     AGE,
+    DELETED,
     DESIRED,
     INFLIGHT,
     MOST_RUNNING,
@@ -192,31 +193,38 @@ def wake_steps(target: float, max_tasks: int, first: float = 1.0) -> tuple[Step,
     return tuple(steps)
 
 
+# The wake alarms act only while no task is desired and the queue saw no delete in the period: a fleet at work
+# deletes every minute, and SQS's count arrives with the visible messages it is read beside, so a Container Insights
+# task count that is late (FILL reads it as 0) cannot make the wake's ExactCapacity step resize a running fleet.
+NO_FLEET = "FILL(tasks, 0) + FILL(deleted, 0) < 1"
+
+
 def immediate_wake_metric(period: int) -> MetricSpec:
-    """`wake: immediate`: the visible messages while no task is desired."""
+    """`wake: immediate`: the visible messages while no task is desired and none is deleted (`NO_FLEET`)."""
     return MetricSpec(
-        expression="IF(FILL(tasks, 0) < 1, visible, 0)",
-        queries=(VISIBLE, DESIRED),
+        expression=f"IF({NO_FLEET}, visible, 0)",
+        queries=(VISIBLE, DESIRED, DELETED),
         period_seconds=period,
         label="visible messages while no task runs",
     )
 
 
 def sla_wake_metric(worker: WorkerConfig) -> MetricSpec:
-    """`wake: sla`: while no task is desired and a photo is visible, the visible messages (at least `wake_backlog`,
-    the alarm's threshold) once the oldest photo's age plus the time one task of the slowest type takes to drain
-    them and what arrives while the fleet wakes reaches `wake_deadline`; 0 otherwise. With nothing visible it reads
-    0 (the age metric can still show a message just deleted; the idle alarm releases on that datapoint).
+    """`wake: sla`: while no task is desired or deleting (`NO_FLEET`) and a photo is visible, the visible messages
+    (at least `wake_backlog`, the alarm's threshold) once the oldest photo's age plus the time one task of the
+    slowest type takes to drain them and what arrives while the fleet wakes reaches `wake_deadline`; 0 otherwise.
+    With nothing visible it reads 0 (the age metric can still show a message just deleted; the idle alarm releases
+    on that datapoint).
 
     Photos are classified oldest first, so a trickle's oldest photo is the one that binds: a single photo waits
     until `wake_deadline`, a backlog as long as one task could still drain it in time."""
     backlog = f"{wake_backlog(worker):g}"
     return MetricSpec(
         expression=(
-            f"IF(FILL(tasks, 0) < 1, IF(visible < 1, 0, IF({wake_due(worker, 'age', 'visible')}, "
+            f"IF({NO_FLEET}, IF(visible < 1, 0, IF({wake_due(worker, 'age', 'visible')}, "
             f"IF(visible > {backlog}, visible, {backlog}), 0)), 0)"
         ),
-        queries=(VISIBLE, AGE, SENT, DESIRED),
+        queries=(VISIBLE, AGE, SENT, DESIRED, DELETED),
         period_seconds=worker.simulation.metric_period_seconds,
         label=f"visible messages while no task runs, once age + drain reaches {wake_deadline_seconds(worker)} s",
     )

@@ -15,6 +15,7 @@ from cdk_constructs.sla_scaling import derive_policy
 from stacks.config import WorkerConfig, load_worker
 from tools.scaling_sim import __main__ as cli
 from tools.scaling_sim import engine, policies, traffic
+from tools.scaling_sim.autoscaler import metric_value
 from tools.scaling_sim.metricmath import evaluate, evaluate_spec
 from tools.synth_summary import stacks_in
 
@@ -82,9 +83,27 @@ def test_immediate_wake_sizes_the_fleet_for_the_backlog_found(worker: WorkerConf
     assert all(a.upper == b.lower for a, b in zip(wake.steps, wake.steps[1:], strict=False))
     assert wake.steps[-1].upper is None
     assert wake.steps[1].lower == 85_800
-    # Only while no task runs.
-    assert evaluate(wake.metric.expression, {"visible": 5, "tasks": 0}) == 5
-    assert evaluate(wake.metric.expression, {"visible": 5, "tasks": 2}) == 0
+    # Only while no task runs, and none deletes: a late task count (None, read as 0) beside deletes is a fleet at
+    # work, not one to resize.
+    assert evaluate(wake.metric.expression, {"visible": 5, "tasks": 0, "deleted": 0}) == 5
+    assert evaluate(wake.metric.expression, {"visible": 5, "tasks": None, "deleted": None}) == 5
+    assert evaluate(wake.metric.expression, {"visible": 5, "tasks": 2, "deleted": 0}) == 0
+    assert evaluate(wake.metric.expression, {"visible": 5, "tasks": None, "deleted": 900}) == 0
+
+
+@pytest.mark.parametrize("wake", ["sla", "immediate"])
+def test_a_late_task_count_beside_deletes_never_wakes_a_working_fleet(worker: WorkerConfig, wake: str) -> None:
+    """Container Insights' datapoint missing (FILL reads it as 0) while the SQS metrics are in: 26 tasks at work
+    delete photos every minute, so the wake's ExactCapacity step must not resize them to the backlog's level."""
+    step = next(p for p in derive_policy(with_scaling(worker, wake=wake)).step_policies if p.name == "wake")
+    late = {"visible": 400_000.0, "inflight": 1_664.0, "age": 3_000.0, "sent": 30_000.0, "deleted": 30_000.0,
+            "desired": None, "running": None, "hosts": 26.0}  # fmt: skip
+    assert metric_value(step.metric, late) == 0
+    # The same queue with the fleet really at zero: no task, nothing deleted. The wake acts.
+    at_zero = {**late, "deleted": 0.0, "desired": 0.0, "running": 0.0, "hosts": 0.0}
+    value = metric_value(step.metric, at_zero)
+    assert value is not None
+    assert value >= step.threshold
 
 
 def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker: WorkerConfig) -> None:
@@ -100,8 +119,11 @@ def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker:
     assert [s.adjustment for s in wake.steps] == [1, 2, 4, 8, 16, 26]
     assert (wake.steps[0].lower, wake.steps[0].upper) == (23_760, 105_600)
 
-    def metric(visible: float, age: float, tasks: float | None = 0, sent: float | None = 0) -> float | None:
-        return evaluate(wake.metric.expression, {"visible": visible, "age": age, "tasks": tasks, "sent": sent})
+    def metric(
+        visible: float, age: float, tasks: float | None = 0, sent: float | None = 0, deleted: float | None = 0
+    ) -> float | None:
+        values = {"visible": visible, "age": age, "tasks": tasks, "sent": sent, "deleted": deleted}
+        return evaluate(wake.metric.expression, values)
 
     assert metric(1, 60) == 0  # one young photo: no wake
     assert metric(1, 2555) == 0
@@ -115,7 +137,9 @@ def test_sla_wake_waits_for_the_slack_the_backlog_and_the_arrivals_leave(worker:
     assert metric(30_000, 100) == 0  # a backlog one task drains in time waits: no fixed backlog wakes it
     assert metric(200_000, 100) == 200_000  # one that it cannot: now, sized by the backlog (2 tasks)
     assert metric(1, 3000, tasks=1) == 0  # a fleet that runs is the other policies' business
-    assert metric(1, 3000, tasks=None, sent=None) == 23_760  # no task or sent datapoint: none desired, none sent
+    assert metric(1, 3000, tasks=None, sent=None, deleted=None) == 23_760  # no datapoint: none desired, sent, deleted
+    # A task count that is late beside a fleet's deletes: not a fleet at zero, so no ExactCapacity resize.
+    assert metric(400_000, 3000, tasks=None, deleted=30_000) == 0
     # The same alarm sets as many hosts as tasks (both counts are host levels here).
     assert wake.host_steps == wake.steps
 
@@ -272,13 +296,14 @@ def test_no_two_alarms_ask_the_group_for_different_capacities_on_one_datapoint(w
         (0, 64),  # in flight
         (0, 100, 2_300, 3_000),  # age
         (0, 5_000),  # sent
+        (0, 500),  # deleted
         (0, 1, 2, 5),  # desired tasks
         (0, 1, 2, 5),  # running tasks
         (0, 1, 2, 5, 6),  # hosts
     )
-    for visible, inflight, age, sent, tasks, running, hosts in grid:
-        values = {"visible": visible, "inflight": inflight, "age": age, "sent": sent, "tasks": tasks,
-                  "running": running, "hosts": hosts}  # fmt: skip
+    for visible, inflight, age, sent, deleted, tasks, running, hosts in grid:
+        values = {"visible": visible, "inflight": inflight, "age": age, "sent": sent, "deleted": deleted,
+                  "tasks": tasks, "running": running, "hosts": hosts}  # fmt: skip
         asked = set()
         for sp, steps in acting:
             if not steps:

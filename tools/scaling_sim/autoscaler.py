@@ -16,6 +16,7 @@ METRIC_SOURCES = {
     ("AWS/SQS", "ApproximateNumberOfMessagesNotVisible"): "inflight",
     ("AWS/SQS", "ApproximateAgeOfOldestMessage"): "age",
     ("AWS/SQS", "NumberOfMessagesSent"): "sent",
+    ("AWS/SQS", "NumberOfMessagesDeleted"): "deleted",
     ("ECS/ContainerInsights", "DesiredTaskCount"): "desired",
     ("ECS/ContainerInsights", "RunningTaskCount"): "running",
     ("AWS/AutoScaling", "GroupDesiredCapacity"): "hosts",

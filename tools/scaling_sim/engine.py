@@ -4,8 +4,8 @@ and the EC2 Auto Scaling group of its hosts.
 Resolution: a fixed tick (TICK_SECONDS, 10 s). Within a tick, in this order:
 1. messages whose visibility timeout ran out become visible again;
 2. on a metric period boundary SQS, Container Insights and the Auto Scaling group take a datapoint of the current
-   state (visible, not visible, age of oldest, messages sent, desired and running tasks, the group's desired
-   capacity); it reaches CloudWatch metric_delay later;
+   state (visible, not visible, age of oldest, messages sent and deleted, desired and running tasks, the group's
+   desired capacity); it reaches CloudWatch metric_delay later;
 3. every minute each alarm looks at the datapoints that have arrived; Application Auto Scaling invokes the
    service's policy of every alarm in ALARM (once a minute while it stays there: CloudWatch repeats Auto Scaling
    actions while the alarm state lasts, AmazonCloudWatch/latest/monitoring/alarm-actions.html) and applies
@@ -113,7 +113,7 @@ def simulate(
     last_active = 0.0  # the queue is awake when the run starts; only silence within the run puts it to sleep
     sqs_resumes_at = -math.inf
     last_done = 0.0
-    sent = 0.0
+    sent = deleted = 0.0
     release = WorkerRelease(policy, dt) if policy.release else None
 
     for i in range(n_ticks):
@@ -139,9 +139,11 @@ def simulate(
                 "hosts": float(len(fleet.live_hosts()) if fleet.managed else fleet.group_desired),
                 # Messages sent during the period now ending (a Sum over the period).
                 "sent": round(sent, 6) if sqs_up else None,
+                # Messages deleted (photos classified) during the period.
+                "deleted": round(deleted, 6) if sqs_up else None,
             }
             pending.append((now + p.metric_delay_seconds, snapshot))
-            sent = 0.0
+            sent = deleted = 0.0
         while pending and pending[0][0] <= now:
             scaler.observe(pending.popleft()[1])
         if (i * dt) % ALARM_EVALUATION_SECONDS == 0:
@@ -173,6 +175,7 @@ def simulate(
         for arrival, count in queue.take(capacity):
             waits[round((end - arrival) / dt)] += count
             last_done += count
+        deleted += last_done
         running_series[i] = sum(1 for task in fleet.tasks if task.ready_at <= now)
         desired_series[i] = fleet.desired
         host_series[i] = len(fleet.hosts)
