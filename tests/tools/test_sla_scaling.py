@@ -94,7 +94,12 @@ def test_immediate_wake_sizes_the_fleet_for_the_backlog_found(worker: WorkerConf
 @pytest.mark.parametrize("wake", ["sla", "immediate"])
 def test_a_late_task_count_beside_deletes_never_wakes_a_working_fleet(worker: WorkerConfig, wake: str) -> None:
     """Container Insights' datapoint missing (FILL reads it as 0) while the SQS metrics are in: 26 tasks at work
-    delete photos every minute, so the wake's ExactCapacity step must not resize them to the backlog's level."""
+    delete photos every minute, so the wake's ExactCapacity step must not resize them to the backlog's level.
+
+    NumberOfMessagesDeleted is the queue's count of deleted messages, published in AWS/SQS beside the visible count
+    while the queue is active (Amazon SQS Developer Guide, "Available CloudWatch metrics for Amazon SQS",
+    https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html).
+    """
     step = next(p for p in derive_policy(with_scaling(worker, wake=wake)).step_policies if p.name == "wake")
     late = {"visible": 400_000.0, "inflight": 1_664.0, "age": 3_000.0, "sent": 30_000.0, "deleted": 30_000.0,
             "desired": None, "running": None, "hosts": 26.0}  # fmt: skip
