@@ -196,7 +196,9 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, end_process_after_run: bool = False) -> int:
+    """Dispatch the command line; with `end_process_after_run` (the program itself) the queue worker's process ends
+    through `exit_promptly` once `run` returns."""
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0] if __doc__ else "")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the queue worker (default)")
@@ -232,7 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return classify(args.weights, args.files, args.max_pixels, args.device)
     if args.command == "train":
         return train(args)
-    return run()
+    code = run()
+    if end_process_after_run:
+        exit_promptly(code)
+    return code
 
 
 def exit_promptly(code: int) -> NoReturn:
@@ -249,7 +254,4 @@ def exit_promptly(code: int) -> NoReturn:
 
 
 if __name__ == "__main__":
-    status = main()
-    if sys.argv[1:2] in ([], ["run"]):
-        exit_promptly(status)
-    sys.exit(status)
+    sys.exit(main(end_process_after_run=True))
