@@ -115,7 +115,9 @@ def _host_level_metric(worker: WorkerConfig, condition: str, than: str) -> Metri
 
 
 def _wake_breaching(worker: WorkerConfig) -> str:
-    """Metric math that is 1 where the wake alarm's metric reaches its threshold while no task is desired."""
+    """Metric math that is 1 where the wake alarm's metric reaches its threshold while no task is desired, leaving
+    out its other condition, no delete in the minute (`NO_FLEET`): 1 on every datapoint where the wake acts, and
+    on a few more (the minute after a release), where the release alarm then only waits a datapoint longer."""
     if worker.scaling.wake != "sla":
         return "FILL(visible, 0) >= 1"
     due = wake_due(worker, "FILL(age, 0)", "FILL(visible, 0)")
